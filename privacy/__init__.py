@@ -1,0 +1,1 @@
+"""Floor 3: keys, pseudonymization, identity, DP plans and engine, accountant, ledger, audit."""

@@ -1,0 +1,179 @@
+"""Source profiles: how each campaign tool writes its export, mapped to one internal schema.
+
+A profile is declared, not coded: the columns it requires, which raw column feeds which
+internal field, how it writes dates, which vocabulary its result codes use, and its
+lawful-basis policy (domain.md, "The rules that shape the pipeline"). Every raw column a
+profile does not map is dropped on read, so a new free-text column can never flow on.
+
+Internal fields (the normalized schema, see ``transforms.normalize``):
+
+* identity: ``source_id`` (namespaced by source), ``email``, ``phone``, ``phone2``
+* place: ``postcode``, ``insee_code`` (→ ``commune``, ``departement``, ``region``)
+* people: ``birth_date``, ``support_level``, ``is_volunteer``, ``is_donor``,
+  ``email_opt_in``, ``mobile_opt_in``, ``created_at``, ``do_not_contact``
+* contacts: ``contact_date``, ``channel``, ``result``, ``support_level``, ``canvasser_id``
+* donations: ``donation_date``, ``amount``, ``method``, ``recurring``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+Kind = Literal["people", "contacts", "donations"]
+LawfulBasis = Literal["regular_contact", "consent_column", "none"]
+
+
+@dataclass(frozen=True)
+class SourceProfile:
+    """How one tool's export looks. ``encoding``/``delimiter`` of ``None`` mean: detect."""
+
+    name: str
+    kind: Kind
+    namespace: str
+    fields: Mapping[str, str]  # internal field -> raw column
+    required: tuple[str, ...]  # raw columns that must be present
+    id_column: str
+    date_format: str  # strptime format of the main date column(s)
+    encoding: str | None = None
+    delimiter: str | None = None
+    decimal: str = "."
+    value_maps: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    lawful_basis: LawfulBasis = "regular_contact"
+    consent_column: str | None = None
+    filename_hints: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.id_column not in self.required:
+            raise ValueError(f"profile {self.name}: id column {self.id_column!r} must be required")
+        missing = [c for c in self.fields.values() if not c]
+        if missing:
+            raise ValueError(f"profile {self.name}: empty column mapping")
+        if self.lawful_basis == "consent_column" and not self.consent_column:
+            raise ValueError(f"profile {self.name}: consent_column policy needs a consent_column")
+
+
+#: VAN ResultShortName / NationBuilder status / French app résultat -> core.vocabulary.RESULTS
+RESULT_MAP: Mapping[str, str] = MappingProxyType({
+    # NGP VAN
+    "canvassed": "contacted", "not home": "not_home", "refused": "refused", "moved": "moved",
+    "inaccessible": "inaccessible", "deceased": "deceased", "wrong number": "wrong_number",
+    "left message": "left_message", "busy": "busy", "disconnected": "disconnected",
+    "hostile": "hostile", "language barrier": "language_barrier", "come back": "come_back",
+    # NationBuilder contact statuses
+    "answered": "contacted", "meaningfulinteraction": "contacted", "badinfo": "wrong_number",
+    "leftmessage": "left_message", "sendinformation": "contacted", "notinterested": "refused",
+    "noanswer": "not_home", "other": "other",
+    # French canvassing app
+    "contacté": "contacted", "contacte": "contacted", "absent": "not_home", "refus": "refused",
+    "déménagé": "moved", "demenage": "moved", "ne pas déranger": "do_not_disturb",
+})
+
+CHANNEL_MAP: Mapping[str, str] = MappingProxyType({
+    "walk": "door", "door_knock": "door", "porte-à-porte": "door", "phone": "phone",
+    "call": "phone", "sms": "sms", "text": "sms",
+})
+
+NATIONBUILDER_PEOPLE = SourceProfile(
+    name="nationbuilder_people",
+    kind="people",
+    namespace="nb",
+    description="NationBuilder people export (CSV, UTF-8 with BOM, comma)",
+    encoding=None,
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "nationbuilder_id", "email": "email", "phone": "phone_number",
+        "phone2": "mobile_number", "postcode": "primary_zip", "birth_date": "born_at",
+        "support_level": "support_level", "is_volunteer": "is_volunteer",
+        "is_donor": "is_donor", "email_opt_in": "email_opt_in",
+        "mobile_opt_in": "mobile_opt_in", "created_at": "created_at",
+        "do_not_contact": "do_not_contact",
+    }),
+    required=("nationbuilder_id", "email", "phone_number", "mobile_number", "primary_zip",
+              "born_at", "support_level", "is_volunteer", "email_opt_in", "created_at",
+              "do_not_contact"),
+    id_column="nationbuilder_id",
+    date_format="%m/%d/%Y",
+    filename_hints=("nationbuilder", "people"),
+)
+
+VAN_CONTACTS = SourceProfile(
+    name="van_contacts",
+    kind="contacts",
+    namespace="van",
+    description="NGP VAN contact history / canvass results (tab-delimited text)",
+    delimiter="\t",
+    fields=MappingProxyType({
+        "source_id": "VanID", "email": "Email", "phone": "Phone", "postcode": "Zip5",
+        "contact_date": "DateCanvassed", "channel": "ContactType", "result": "ResultShortName",
+        "support_level": "SurveyResponseName", "canvasser_id": "CanvassedBy",
+    }),
+    required=("VanID", "DateCanvassed", "ContactType", "ResultShortName", "Zip5"),
+    id_column="VanID",
+    date_format="%m/%d/%Y",
+    value_maps=MappingProxyType({"result": RESULT_MAP, "channel": CHANNEL_MAP}),
+    filename_hints=("van", "contact_history", "canvass_results"),
+)
+
+FR_CANVASS = SourceProfile(
+    name="fr_canvass",
+    kind="contacts",
+    namespace="pap",
+    description="French door-to-door app export as saved by French Excel (cp1252, ';')",
+    encoding="cp1252",
+    delimiter=";",
+    decimal=",",
+    fields=MappingProxyType({
+        "source_id": "id_contact", "email": "email", "phone": "téléphone",
+        "postcode": "code_postal", "contact_date": "date_passage", "result": "résultat",
+        "support_level": "intention", "canvasser_id": "militant",
+    }),
+    required=("id_contact", "date_passage", "code_postal", "résultat"),
+    id_column="id_contact",
+    date_format="%d/%m/%Y",
+    value_maps=MappingProxyType({"result": RESULT_MAP}),
+    filename_hints=("porte", "pap", "canvass_fr", "terrain"),
+)
+
+DONATIONS = SourceProfile(
+    name="donations",
+    kind="donations",
+    namespace="nb",
+    description="Donations export (CSV, UTF-8, comma); donor id is the NationBuilder id",
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "donor_id", "email": "email", "postcode": "zip",
+        "donation_date": "date", "amount": "amount", "method": "method",
+        "recurring": "recurring",
+    }),
+    required=("donor_id", "amount", "date", "method"),
+    id_column="donor_id",
+    date_format="%Y-%m-%d",
+    filename_hints=("donation", "dons"),
+)
+
+BUILTIN_PROFILES: Mapping[str, SourceProfile] = MappingProxyType({
+    p.name: p for p in (NATIONBUILDER_PEOPLE, VAN_CONTACTS, FR_CANVASS, DONATIONS)
+})
+
+
+def profile_by_name(name: str) -> SourceProfile:
+    """Look up a built-in profile; unknown names list the known ones."""
+    try:
+        return BUILTIN_PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_PROFILES))
+        raise KeyError(f"unknown source profile {name!r}; known profiles: {known}") from None
+
+
+def guess_profile_from_name(path: Path) -> SourceProfile | None:
+    """A first guess from the file name; ``transforms.read`` confirms it from the header."""
+    lowered = path.name.lower()
+    for profile in BUILTIN_PROFILES.values():
+        if any(h in lowered for h in profile.filename_hints):
+            return profile
+    return None

@@ -1,0 +1,76 @@
+"""Engines and schema creation for the warehouse.
+
+SQLite gets WAL and a busy timeout so that concurrent DAG runs wait instead of failing;
+PostgreSQL gets psycopg 3. ``ensure_schema`` is idempotent and checks the schema version.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy.engine import make_url
+
+from core.errors import IsoloirError
+from warehouse.schema import SCHEMA_VERSION, metadata, schema_info
+
+log = logging.getLogger(__name__)
+
+
+class SchemaVersionError(IsoloirError):
+    """The warehouse was created by another Isoloir version."""
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url``; psycopg 3 is used for ``postgresql://`` URLs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Let BEGIN be issued explicitly (BEGIN IMMEDIATE for the accountant).
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_conn.isolation_level = None  # autocommit at the driver; SQLAlchemy emits BEGIN
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+    mode = conn.info.get("sqlite_begin", "BEGIN")
+    conn.exec_driver_sql(mode)
+
+
+def ensure_schema(engine: Engine) -> int:
+    """Create missing tables and record the schema version; refuse a newer or older schema."""
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        row = conn.execute(select(schema_info.c.version)).first()
+        if row is None:
+            conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
+            log.info("warehouse schema created at version %d", SCHEMA_VERSION)
+            return SCHEMA_VERSION
+        if row.version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"warehouse schema is version {row.version}, this Isoloir expects "
+                f"{SCHEMA_VERSION}; run the migration before loading")
+        return int(row.version)
+
+
+def schema_version(engine: Engine) -> int | None:
+    """The recorded schema version, or ``None`` for an empty database."""
+    from sqlalchemy import inspect
+
+    if not inspect(engine).has_table("schema_info"):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(schema_info.c.version)).first()
+    return None if row is None else int(row.version)

@@ -1,0 +1,161 @@
+"""The warehouse tables: one explicit, versioned schema shared by SQLite and PostgreSQL.
+
+Columns hold pseudonyms (``k1:...``), generalized codes (département, age band, ISO week)
+and counts, never a direct identifier. Ledger tables live in the same database so that a
+charge and its release record commit in one transaction.
+
+Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_info = Table(
+    "schema_info", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+persons = Table(
+    "persons", metadata,
+    Column("person_id", String(80), primary_key=True),
+    Column("commune", String(5)),
+    Column("departement", String(3)),
+    Column("region", String(2)),
+    Column("age_band", String(8)),
+    Column("support_level", SmallInteger),
+    Column("is_volunteer", Boolean),
+    Column("is_donor", Boolean),
+    Column("email_opt_in", Boolean),
+    Column("mobile_opt_in", Boolean),
+    Column("created_month", String(7)),
+    Column("last_seen_month", String(7)),
+    Column("first_file", String(64), nullable=False),
+    Column("last_file", String(64), nullable=False),
+)
+
+contacts = Table(
+    "contacts", metadata,
+    Column("contact_id", String(80), primary_key=True),
+    Column("person_id", String(80), nullable=False, index=True),
+    Column("canvasser_id", String(80)),
+    Column("source", String(40), nullable=False),
+    Column("week", String(8)),
+    Column("channel", String(12)),
+    Column("result", String(20)),
+    Column("support_level", SmallInteger),
+    Column("commune", String(5)),
+    Column("departement", String(3)),
+    Column("region", String(2)),
+    Column("file_sha256", String(64), nullable=False, index=True),
+)
+
+donations = Table(
+    "donations", metadata,
+    Column("donation_id", String(80), primary_key=True),
+    Column("person_id", String(80), nullable=False, index=True),
+    Column("source", String(40), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("month", String(7)),
+    Column("method", String(12)),
+    Column("recurring", Boolean),
+    Column("commune", String(5)),
+    Column("departement", String(3)),
+    Column("region", String(2)),
+    Column("file_sha256", String(64), nullable=False, index=True),
+)
+
+identifier_links = Table(
+    "identifier_links", metadata,
+    Column("pseudonym", String(80), primary_key=True),
+    Column("kind", String(16), nullable=False),  # email | phone | source_id
+    Column("person_id", String(80), nullable=False, index=True),
+    Column("file_sha256", String(64), nullable=False),
+)
+
+objections = Table(
+    "objections", metadata,
+    # Pseudonyms of identifiers of people who objected (Art. 21) or asked for erasure.
+    Column("pseudonym", String(80), primary_key=True),
+    Column("reason", String(16), nullable=False),  # objection | erasure
+    Column("recorded_at", String(32), nullable=False),
+)
+
+ingested_files = Table(
+    "ingested_files", metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("file_name", String(255), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("status", String(16), nullable=False),  # loaded | quarantined
+    Column("rows_read", Integer, nullable=False, default=0),
+    Column("rows_loaded", Integer, nullable=False, default=0),
+    Column("rows_excluded", Integer, nullable=False, default=0),
+    Column("rows_unplaced", Integer, nullable=False, default=0),
+    Column("persons_new", Integer, nullable=False, default=0),
+    Column("persons_merged", Integer, nullable=False, default=0),
+    Column("key_id", String(16), nullable=False),
+    Column("loaded_at", String(32), nullable=False),
+    Column("details", Text),  # JSON: warnings, rule counts; never values
+)
+
+# ---------------------------------------------------------------- privacy ledger
+privacy_budgets = Table(
+    "privacy_budgets", metadata,
+    Column("dataset_id", String(80), primary_key=True),
+    Column("cap_rho", Text, nullable=False),  # exact Fraction as "p/q"
+    Column("cap_epsilon", Text, nullable=False),  # as declared, decimal text
+    Column("cap_delta", Text, nullable=False),
+    Column("spent_rho", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("dataset_id", String(80), nullable=False, index=True),
+    Column("release_id", String(80), nullable=False, unique=True),
+    Column("plan_hash", String(64), nullable=False),
+    Column("query", Text, nullable=False),  # canonical JSON of the query
+    Column("mechanism", String(40), nullable=False),
+    Column("cost_rho", Text, nullable=False),  # exact Fraction
+    Column("snapshot_hash", String(64), nullable=False),
+    Column("result_hash", String(64)),  # filled when the result is recorded
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("signing_key_id", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+release_results = Table(
+    "release_results", metadata,
+    # The DP output of a release, kept so a retry republishes it instead of drawing noise.
+    Column("release_id", String(80), primary_key=True),
+    Column("result_json", Text, nullable=False),
+    Column("result_hash", String(64), nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    UniqueConstraint("result_hash", "release_id"),
+)
+
+#: Tables that hold pseudonymized rows: only the pipeline role may read them.
+SECURE_TABLES = ("persons", "contacts", "donations", "identifier_links", "objections",
+                 "ingested_files")
+#: Tables an auditor may read.
+LEDGER_TABLES = ("privacy_budgets", "ledger_entries", "release_results")
