@@ -1,0 +1,248 @@
+"""Ingestion of one landing file: read, normalize, pseudonymize, stage; then resolve and load.
+
+Two steps, because Airflow runs them as two tasks (with the pseudonymized-suite validation
+in between) and only small metadata may travel between tasks:
+
+* :func:`prepare_file` reads the raw file (the only place raw values exist), hands each
+  normalized chunk to :mod:`privacy.pseudonymize`, and stages the pseudonymized rows as a
+  parquet file in the secure work zone. It returns a :class:`PreparedFile`: counts and paths.
+* :func:`load_prepared` resolves identities against the warehouse and loads the staged rows
+  in ONE transaction keyed by the raw file's SHA-256, then deletes the staged file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from core.errors import InvariantViolation
+from core.settings import Settings
+from privacy.identity import existing_links, resolve
+from privacy.keys import Keyring
+from privacy.pseudonymize import (
+    ID_COLUMNS,
+    PURPOSE_IDENTITY,
+    PURPOSE_PERSON,
+    PseudonymCache,
+    pseudonymize_chunk,
+)
+from warehouse import store
+from warehouse.schema import contacts, donations
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATASET = "campaign"
+RawCheck = Callable[[pd.DataFrame], None]
+
+
+@dataclass(frozen=True)
+class PreparedFile:
+    """What the prepare step made of one raw file: counts and paths only (XCom-safe)."""
+
+    file_name: str
+    sha256: str
+    source: str
+    kind: str
+    staged_path: str
+    dataset: str
+    key_id: str
+    rows_read: int
+    rows_staged: int
+    rows_excluded_no_basis: int
+    rows_excluded_objection: int
+    rows_unplaced: int
+    bad_email: int
+    bad_phone: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreparedFile:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a load did (XCom-safe)."""
+
+    file_name: str
+    sha256: str
+    source: str
+    status: str  # loaded | already_loaded
+    rows_read: int
+    rows_loaded: int
+    rows_excluded: int
+    rows_unplaced: int
+    persons_new: int
+    persons_merged: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def staged_dir(settings: Settings) -> Path:
+    path = settings.work / "staged"
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: str = "auto",
+                 dataset: str = DEFAULT_DATASET, objections: frozenset[str] = frozenset(),
+                 raw_check: RawCheck | None = None, chunk_rows: int = 200_000,
+                 progress: Callable[[int], None] | None = None) -> PreparedFile:
+    """Read and pseudonymize one raw file into a staged parquet file; raise on any bad input.
+
+    The whole file is proven well-formed first (``validate_whole_file``), so a rejection
+    never follows a partial stage.
+    """
+    from transforms.normalize import normalize_chunk
+    from transforms.read import (
+        detect_profile,
+        read_chunks,
+        sha256_file,
+        sniff_dialect,
+        validate_whole_file,
+    )
+
+    profile = detect_profile(path, source)
+    dialect = sniff_dialect(path, profile)
+    validate_whole_file(path, profile, dialect)
+    sha = sha256_file(path)
+    identity = PseudonymCache(keyring.pseudonymizer(dataset, PURPOSE_IDENTITY))
+    parts: list[pd.DataFrame] = []
+    read = excluded_basis = excluded_obj = unplaced = bad_email = bad_phone = 0
+    for raw in read_chunks(path, profile, dialect, chunk_rows=chunk_rows):
+        if raw_check is not None:
+            raw_check(raw)
+        normalized, nstats = normalize_chunk(raw, profile, path.name)
+        del raw
+        pseudo, pstats = pseudonymize_chunk(normalized, profile.kind, dataset=dataset,
+                                            keyring=keyring, file_sha256=sha,
+                                            identity_cache=identity, objections=objections)
+        del normalized
+        parts.append(pseudo)
+        read += nstats.rows
+        unplaced += nstats.unplaced
+        bad_email += nstats.bad_email
+        bad_phone += nstats.bad_phone
+        excluded_basis += pstats.excluded_no_basis
+        excluded_obj += pstats.excluded_objection
+        if progress is not None:
+            progress(nstats.rows)
+    staged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(ID_COLUMNS))
+    out = staged_dir(settings) / f"{sha}.{profile.kind}.parquet"
+    staged.to_parquet(out, index=False)
+    out.chmod(0o600)
+    prepared = PreparedFile(
+        file_name=path.name, sha256=sha, source=profile.name, kind=profile.kind,
+        staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id, rows_read=read,
+        rows_staged=len(staged), rows_excluded_no_basis=excluded_basis,
+        rows_excluded_objection=excluded_obj, rows_unplaced=unplaced, bad_email=bad_email,
+        bad_phone=bad_phone)
+    log.info("prepared %s (%s): %d rows read, %d staged, %d excluded, %d unplaced",
+             path.name, profile.name, read, len(staged), excluded_basis + excluded_obj, unplaced)
+    return prepared
+
+
+def read_staged(prepared: PreparedFile) -> pd.DataFrame:
+    """The staged pseudonymized rows (for the pseudonymized-suite validation)."""
+    return pd.read_parquet(prepared.staged_path)
+
+
+def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
+                  now: datetime | None = None, warnings: Mapping[str, Any] | None = None) -> LoadResult:
+    """Resolve identities and load the staged rows in one transaction; a reload is a no-op."""
+    at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    with engine.begin() as conn:
+        done = store.already_loaded(conn, prepared.sha256)
+        if done is not None:
+            log.info("%s already loaded (sha256 %s...): nothing to do", prepared.file_name,
+                     prepared.sha256[:12])
+            _drop_staged(prepared)
+            return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
+                              "already_loaded", int(done["rows_read"]), 0,
+                              int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
+        staged = pd.read_parquet(prepared.staged_path)
+        ids = staged[list(ID_COLUMNS)]
+        uniques = pd.unique(ids.to_numpy(dtype=object).ravel())
+        uniques = uniques[pd.notna(uniques)]
+        known = existing_links(conn, uniques)
+        resolution = resolve(ids, known, keyring.pseudonymizer(prepared.dataset, PURPOSE_PERSON))
+        staged["person_id"] = resolution.row_person
+        store.apply_merges(conn, resolution.merges)
+        store.upsert_links(conn, resolution.new_links, known, prepared.sha256)
+        geo_cols = ["person_id", "commune", "departement", "region"]
+        if prepared.kind == "people":
+            person_rows = staged.drop(columns=list(ID_COLUMNS))
+            store.upsert_persons(conn, person_rows, resolution.new_persons, prepared.sha256,
+                                 update_existing=True)
+        else:
+            store.upsert_persons(conn, staged[geo_cols], resolution.new_persons, prepared.sha256,
+                                 update_existing=False)
+            table = contacts if prepared.kind == "contacts" else donations
+            id_col = "contact_id" if prepared.kind == "contacts" else "donation_id"
+            rows = staged.drop(columns=list(ID_COLUMNS)).rename(columns={"row_id": id_col})
+            rows = rows.assign(source=prepared.source, file_sha256=prepared.sha256)
+            store.bulk_insert(conn, table, rows)
+        excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
+        if prepared.rows_staged + excluded != prepared.rows_read:
+            raise InvariantViolation(f"{prepared.file_name}: staged + excluded != read")
+        counts = {"rows_read": prepared.rows_read, "rows_loaded": prepared.rows_staged,
+                  "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
+                  "persons_new": len(resolution.new_persons),
+                  "persons_merged": len(resolution.merges)}
+        details = {"excluded_no_lawful_basis": prepared.rows_excluded_no_basis,
+                   "excluded_objection": prepared.rows_excluded_objection,
+                   "bad_email": prepared.bad_email, "bad_phone": prepared.bad_phone,
+                   "warnings": dict(warnings or {})}
+        store.record_file(conn, sha256=prepared.sha256, file_name=prepared.file_name,
+                          source=prepared.source, status="loaded", counts=counts,
+                          key_id=prepared.key_id, loaded_at=at, details=details)
+    _drop_staged(prepared)
+    log.info("loaded %s: %d rows, %d new persons, %d merged", prepared.file_name,
+             prepared.rows_staged, counts["persons_new"], counts["persons_merged"])
+    return LoadResult(prepared.file_name, prepared.sha256, prepared.source, "loaded",
+                      prepared.rows_read, prepared.rows_staged, excluded, prepared.rows_unplaced,
+                      counts["persons_new"], counts["persons_merged"])
+
+
+def _drop_staged(prepared: PreparedFile) -> None:
+    Path(prepared.staged_path).unlink(missing_ok=True)
+
+
+def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring, *,
+                source: str = "auto", dataset: str = DEFAULT_DATASET,
+                raw_check: RawCheck | None = None,
+                staged_check: Callable[[PreparedFile], Mapping[str, Any]] | None = None,
+                now: datetime | None = None,
+                progress: Callable[[int], None] | None = None) -> LoadResult:
+    """Prepare and load one file (the CLI path; the DAG runs the steps as separate tasks)."""
+    from warehouse.db import ensure_schema
+
+    ensure_schema(engine)
+    from transforms.read import sha256_file
+
+    with engine.connect() as conn:
+        done = store.already_loaded(conn, sha256_file(path))
+        objections = store.objection_pseudonyms(conn)
+    if done is not None:
+        return LoadResult(path.name, str(done["sha256"]), str(done["source"]), "already_loaded",
+                          int(done["rows_read"]), 0, int(done["rows_excluded"]),
+                          int(done["rows_unplaced"]), 0, 0)
+    prepared = prepare_file(path, settings, keyring, source=source, dataset=dataset,
+                            objections=objections, raw_check=raw_check, progress=progress)
+    try:
+        warnings = staged_check(prepared) if staged_check is not None else {}
+        return load_prepared(prepared, engine, keyring, now=now, warnings=warnings)
+    except BaseException:
+        _drop_staged(prepared)
+        raise
