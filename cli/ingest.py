@@ -1,0 +1,88 @@
+"""`isoloir ingest`: load landing files into the warehouse, pseudonymized, one transaction each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from cli.common import console, emit_json, handled_errors, settings_or_exit
+from cli.main import app
+from core.errors import EXIT_BAD_INPUT, IsoloirError
+
+
+@app.command("ingest")
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="Export files to load (CSV/TSV).",
+                                                exists=True, dir_okay=False, readable=True)],
+    source: Annotated[str, typer.Option(
+        "--source", help="Source profile: auto, nationbuilder_people, van_contacts, fr_canvass, "
+        "donations, or a path to a YAML profile.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Pseudonymize and load export files; prints rows read, loaded, excluded, persons new/merged.
+
+    A rejected file exits 2 with the file, the line and the rule broken (never the value);
+    nothing of it is loaded. Loading the same file twice is a no-op that says so.
+    """
+    settings = settings_or_exit()
+    results: list[dict[str, object]] = []
+    failures: list[dict[str, object]] = []
+    with handled_errors(as_json):
+        from cli.runtime import warehouse_engine
+        from privacy.ingest import ingest_file
+        from privacy.keys import load_keyring
+
+        keyring = load_keyring(settings)  # before any row is read
+        engine = warehouse_engine(settings)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, disable=as_json,
+                      transient=True) as progress:
+            for path in files:
+                task = progress.add_task(f"ingest {path.name}", total=None)
+
+                def advance(rows: int, task_id: TaskID = task) -> None:
+                    progress.advance(task_id, rows)
+
+                try:
+                    result = ingest_file(path, settings, engine, keyring, source=source,
+                                         progress=advance)
+                except IsoloirError as err:
+                    failures.append({"file": path.name, "error": type(err).__name__,
+                                     "message": str(err), "exit_code": err.exit_code})
+                    continue
+                results.append(result.to_dict())
+    if as_json:
+        emit_json({"ok": not failures, "files": results, "failures": failures})
+    else:
+        _render(results, failures)
+    if failures:
+        raise typer.Exit(max(int(str(f["exit_code"])) for f in failures) or EXIT_BAD_INPUT)
+
+
+def _render(results: list[dict[str, object]], failures: list[dict[str, object]]) -> None:
+    if results:
+        table = Table(title="ingested")
+        for col in ("file", "status", "read", "loaded", "excluded", "unplaced", "new persons",
+                    "merged"):
+            table.add_column(col, justify="left" if col in ("file", "status") else "right")
+        for r in results:
+            table.add_row(str(r["file_name"]), str(r["status"]), str(r["rows_read"]),
+                          str(r["rows_loaded"]), str(r["rows_excluded"]), str(r["rows_unplaced"]),
+                          str(r["persons_new"]), str(r["persons_merged"]))
+        console.print(table)
+        for r in results:
+            if r["status"] == "already_loaded":
+                console.print(f"{r['file_name']}: already loaded (same SHA-256), nothing done")
+    for f in failures:
+        console.print(f"[bold red]rejected:[/] {f['message']}", highlight=False)
