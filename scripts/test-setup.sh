@@ -20,3 +20,12 @@ if [ "${CI:-}" = "true" ] && ! pg_up; then
   echo "CI=true: PostgreSQL at 127.0.0.1:5432 is required and cannot be reached" >&2
   exit 1
 fi
+
+# Headless Chromium for the real-browser report tests (Debian packages).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver for the browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || { echo "could not install chromium; browser tests will fail in CI" >&2; [ "${CI:-}" != "true" ] || exit 1; }
+  fi
+fi
