@@ -1,0 +1,437 @@
+"""Release plans: which DP aggregates a campaign publishes, with which bounds and budget.
+
+A plan is a YAML file loaded into frozen, validated models. Everything that decides how
+much privacy a release spends is in the plan, so it is hashed (:func:`plan_hash`) and the
+hash goes into every ledger entry. Validation happens here, before any row is read: a
+bad bound, a group key that is not a public key set, or shares that exceed the per-run
+budget are refused with the key path (``releases[3].bounds: max_groups must be ≥ 1``).
+
+Budgets are exact: ``Fraction`` for ρ (zero-concentrated DP), ``Decimal`` for a declared
+(ε, δ). The (ε, δ) → ρ conversion rounds *down*, so a ρ total within the cap always
+implies the declared (ε, δ).
+
+>>> plan = load_plan()
+>>> plan.dataset_id, plan.privacy_unit
+('campaign', 'person')
+>>> sum(query_cost(plan, q) for q in plan.releases) <= plan.per_run.cap_rho()
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal, InvalidOperation, localcontext
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+
+from core.errors import PlanError
+from core.vocabulary import (
+    AGE_BANDS,
+    CAP_PER_CANDIDATE_CENTS,
+    CHANNELS,
+    RESULTS,
+    SUPPORT_LEVELS,
+    iso_weeks,
+    months,
+)
+
+#: Group-by columns that have a public key set (the only ones a plan may group by).
+PUBLIC_KEY_SETS: tuple[str, ...] = (
+    "region", "departement", "circonscription", "commune", "age_band", "support_level",
+    "result", "channel", "week", "month",
+)
+
+#: Per table: columns a query may group by (a subset of PUBLIC_KEY_SETS present in the table).
+GROUPABLE: Mapping[str, frozenset[str]] = {
+    "persons": frozenset({"region", "departement", "commune", "age_band", "support_level"}),
+    "contacts": frozenset({"region", "departement", "commune", "week", "channel", "result",
+                           "support_level"}),
+    "donations": frozenset({"region", "departement", "commune", "month"}),
+}
+
+#: Per table: columns a ``where`` filter may test (public key columns and flags, never ids).
+FILTERABLE: Mapping[str, frozenset[str]] = {
+    "persons": GROUPABLE["persons"] | {"is_volunteer", "is_donor", "email_opt_in",
+                                       "mobile_opt_in"},
+    "contacts": GROUPABLE["contacts"] | {"contact_made"},
+    "donations": GROUPABLE["donations"] | {"recurring", "method"},
+}
+
+#: Per table: columns a sum, mean or quantile may aggregate. ``contact_made`` is derived
+#: from the result code (core.vocabulary.CONTACT_MADE_RESULTS); flags count as 0/1.
+VALUE_COLUMNS: Mapping[str, frozenset[str]] = {
+    "persons": frozenset({"email_opt_in", "mobile_opt_in", "is_volunteer", "is_donor",
+                          "support_level"}),
+    "contacts": frozenset({"contact_made", "support_level"}),
+    "donations": frozenset({"amount_cents", "recurring"}),
+}
+
+#: Default clipping when a query does not say: donations at the legal cap per person.
+DEFAULT_CLIP: Mapping[str, tuple[float, float]] = {
+    "amount_cents": (0.0, float(CAP_PER_CANDIDATE_CENTS)),
+    "email_opt_in": (0.0, 1.0), "mobile_opt_in": (0.0, 1.0), "is_volunteer": (0.0, 1.0),
+    "is_donor": (0.0, 1.0), "contact_made": (0.0, 1.0), "recurring": (0.0, 1.0),
+    "support_level": (1.0, 5.0),
+}
+
+_SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_RHO_DIGITS = 12  # (ε, δ) → ρ is floored to a multiple of 10**-12
+
+
+def _to_fraction(value: Any) -> Any:
+    """Read an exact rational: int, "p/q", decimal text; floats through their repr."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, Fraction):
+        return value
+    if isinstance(value, int | Decimal):
+        return Fraction(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be finite")
+        return Fraction(repr(value))
+    if isinstance(value, str):
+        try:
+            return Fraction(value.strip())
+        except (ValueError, ZeroDivisionError) as err:
+            raise ValueError(f"{value!r} is not an exact number (use 3/250 or 0.012)") from err
+    raise ValueError("must be a number or a fraction written as text")
+
+
+def _to_decimal(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except InvalidOperation as err:
+        raise ValueError(f"{value!r} is not a decimal number") from err
+
+
+ExactFraction = Annotated[Fraction, BeforeValidator(_to_fraction)]
+ExactDecimal = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Cap(_Frozen):
+    """A privacy budget: either (ε, δ) or ρ (zCDP). Accounting always runs in exact ρ."""
+
+    epsilon: ExactDecimal = None
+    delta: ExactDecimal = None
+    rho: Annotated[Fraction | None, BeforeValidator(lambda v: None if v is None else
+                                                     _to_fraction(v))] = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Cap:
+        if self.rho is not None:
+            if self.epsilon is not None or self.delta is not None:
+                raise ValueError("give either rho or epsilon and delta, not both")
+            if self.rho <= 0:
+                raise ValueError("rho must be > 0")
+            return self
+        if self.epsilon is None or self.delta is None:
+            raise ValueError("give rho, or both epsilon and delta")
+        if not self.epsilon > 0:
+            raise ValueError("epsilon must be > 0")
+        if not Decimal(0) < self.delta < Decimal(1):
+            raise ValueError("delta must be strictly between 0 and 1 (zCDP needs δ > 0)")
+        if self.cap_rho() <= 0:
+            raise ValueError("epsilon is too small for this delta: the ρ cap rounds to 0")
+        return self
+
+    def cap_rho(self) -> Fraction:
+        """The exact ρ-zCDP budget; (ε, δ) is converted conservatively (rounded down).
+
+        ρ-zCDP implies (ρ + 2·√(ρ·ln(1/δ)), δ)-DP (Bun & Steinke 2016, Prop. 1.3), so the
+        largest admissible ρ is (√(ln(1/δ) + ε) − √(ln(1/δ)))². It is computed with 60
+        significant digits and floored to a multiple of 10⁻¹²: never above the true bound.
+
+        >>> Cap(rho="1/100").cap_rho()
+        Fraction(1, 100)
+        >>> float(Cap(epsilon=8, delta="1e-7").cap_rho())
+        0.803323152561
+        """
+        if self.rho is not None:
+            return self.rho
+        assert self.epsilon is not None and self.delta is not None  # checked at construction
+        with localcontext() as ctx:
+            ctx.prec = 60
+            log_inv_delta = (Decimal(1) / self.delta).ln()
+            root = (log_inv_delta + self.epsilon).sqrt() - log_inv_delta.sqrt()
+            rho = root * root
+            scale = 10 ** _RHO_DIGITS
+            # The computed value is within 10⁻⁵⁰ of the true one; step back before flooring.
+            floored = int(((rho - Decimal("1e-50")) * scale).to_integral_value(rounding="ROUND_FLOOR"))
+        return Fraction(max(floored, 0), scale)
+
+
+class Bounds(_Frozen):
+    """How much one person may contribute to one query: the DP guarantee depends on it."""
+
+    max_groups: int
+    max_rows_per_group: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError("must be a mapping {max_groups: G, max_rows_per_group: R}")
+        for key in ("max_groups", "max_rows_per_group"):
+            value = data.get(key)
+            if value is None:
+                raise ValueError(f"{key} is required")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{key} must be a whole number")
+            if value < 1:
+                raise ValueError(f"{key} must be ≥ 1")
+        return data
+
+
+class Query(_Frozen):
+    """One published table: a measure over one table, grouped by public key sets only."""
+
+    name: str
+    title: str
+    title_fr: str
+    measure: Literal["count", "sum", "mean", "quantile", "histogram"]
+    table: Literal["persons", "contacts", "donations"]
+    group_by: tuple[str, ...] = ()
+    where: Mapping[str, Any] = {}
+    value: str | None = None
+    clip: tuple[float, float] | None = None
+    quantiles: tuple[float, ...] = ()
+    bounds: Bounds
+    share: ExactFraction
+    min_group_size_note: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Query:
+        if not _SLUG.match(self.name):
+            raise ValueError("name: must be a lowercase slug (a-z, 0-9, _), at most 63 chars")
+        if self.share <= 0 or self.share > 1:
+            raise ValueError("share: must be > 0 and ≤ 1 (a fraction of the per-run budget)")
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ValueError("group_by: lists a column twice")
+        for column in self.group_by:
+            if column not in PUBLIC_KEY_SETS:
+                raise ValueError(f"group_by: column {column!r} has no public key set; allowed: "
+                                 f"{', '.join(PUBLIC_KEY_SETS)}")
+            if column not in GROUPABLE[self.table]:
+                raise ValueError(f"group_by: table {self.table} has no column {column!r}")
+        for column, wanted in self.where.items():
+            if column not in FILTERABLE[self.table]:
+                raise ValueError(f"where: column {column!r} cannot be filtered on in "
+                                 f"{self.table} (allowed: {', '.join(sorted(FILTERABLE[self.table]))})")
+            if not isinstance(wanted, bool | int | str):
+                raise ValueError(f"where: {column} must equal a boolean, number or code")
+        if not self.group_by and self.bounds.max_groups != 1:
+            raise ValueError("bounds: max_groups must be 1 for an ungrouped query")
+        self._check_measure()
+        return self
+
+    def _check_measure(self) -> None:
+        needs_value = self.measure in ("sum", "mean", "quantile")
+        if needs_value:
+            if self.value is None:
+                raise ValueError(f"value: a {self.measure} needs a value column")
+            if self.value not in VALUE_COLUMNS[self.table]:
+                raise ValueError(f"value: {self.value!r} cannot be aggregated in {self.table} "
+                                 f"(allowed: {', '.join(sorted(VALUE_COLUMNS[self.table]))})")
+        elif self.value is not None or self.clip is not None:
+            raise ValueError(f"value: a {self.measure} counts rows and takes no value or clip")
+        if self.clip is not None and not self.clip[0] < self.clip[1]:
+            raise ValueError("clip: lower bound must be below upper bound")
+        if self.clip is not None and not all(math.isfinite(b) for b in self.clip):
+            raise ValueError("clip: bounds must be finite")
+        if self.measure == "quantile":
+            if not self.quantiles:
+                raise ValueError("quantiles: a quantile query lists at least one, e.g. [0.5]")
+            if any(not 0 < q < 1 for q in self.quantiles):
+                raise ValueError("quantiles: each must be strictly between 0 and 1")
+        elif self.quantiles:
+            raise ValueError(f"quantiles: only for a quantile measure, not {self.measure}")
+        if self.measure == "histogram" and not self.group_by:
+            raise ValueError("group_by: a histogram needs at least one group column")
+
+    def clip_bounds(self) -> tuple[float, float]:
+        """The clipping bounds in force: the plan's, else the column's default (legal cap)."""
+        if self.clip is not None:
+            return self.clip
+        if self.value is None:
+            raise PlanError(f"query {self.name}: a {self.measure} has no clipping bounds")
+        return DEFAULT_CLIP[self.value]
+
+
+class Plan(_Frozen):
+    """A whole release plan: dataset, lifetime cap, per-run budget and the queries."""
+
+    dataset_id: str
+    privacy_unit: Literal["person"]
+    cap: Cap
+    per_run: Cap
+    cadence: str
+    period: tuple[date, date]
+    releases: tuple[Query, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> Plan:
+        if not _SLUG.match(self.dataset_id):
+            raise ValueError("dataset_id: must be a lowercase slug (a-z, 0-9, _)")
+        if not self.cadence.strip():
+            raise ValueError("cadence: say how often the plan runs (it sizes per_run)")
+        if self.period[0] > self.period[1]:
+            raise ValueError("period: start is after end")
+        if not self.releases:
+            raise ValueError("releases: the plan publishes nothing")
+        if self.per_run.cap_rho() > self.cap.cap_rho():
+            raise ValueError(f"per_run: ρ {self.per_run.cap_rho()} exceeds the lifetime cap "
+                             f"ρ {self.cap.cap_rho()}")
+        names = [q.name for q in self.releases]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"releases[{index}].name: {name!r} is used twice")
+        total = sum((q.share for q in self.releases), Fraction(0))
+        if total > 1:
+            raise ValueError(f"releases: shares sum to {total} > 1, more than the per_run budget")
+        return self
+
+
+def public_keys(plan: Plan, column: str) -> tuple[Any, ...]:
+    """The public key set of a group-by column: official lists, vocabularies, the period."""
+    from core.geography import load_geography
+
+    geo = load_geography()
+    if column == "region":
+        return tuple(sorted(geo.regions))
+    if column == "departement":
+        return tuple(sorted(geo.departements))
+    if column == "commune":
+        return tuple(sorted(geo.communes))
+    if column == "circonscription":
+        return tuple(geo.circonscriptions)
+    if column == "age_band":
+        return AGE_BANDS
+    if column == "support_level":
+        return SUPPORT_LEVELS
+    if column == "result":
+        return RESULTS
+    if column == "channel":
+        return CHANNELS
+    if column == "week":
+        return iso_weeks(*plan.period)
+    if column == "month":
+        return months(*plan.period)
+    raise PlanError(f"group_by column {column!r} has no public key set")
+
+
+def query_cost(plan: Plan, query: Query) -> Fraction:
+    """The exact ρ charged for ``query``: its share of the plan's per-run budget."""
+    return plan.per_run.cap_rho() * query.share
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return {k: _jsonable(v) for k, v in value.__dict__.items()}
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_query(query: Query) -> str:
+    """The query as canonical JSON (sorted keys, exact fractions as "p/q"): stored in the ledger."""
+    return _canonical(query)
+
+
+def plan_hash(plan: Plan) -> str:
+    """SHA-256 (hex) of the plan's canonical JSON: the same plan always hashes the same."""
+    return hashlib.sha256(_canonical(plan).encode("utf-8")).hexdigest()
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith(("function-", "lax-", "union", "tuple[")) or part in (
+                "function-before[_check()]",):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+_FIELD_PREFIX = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)?: ")
+
+
+def _plan_error(source: str, err: ValidationError) -> PlanError:
+    """Translate pydantic's first error into ``source: releases[3].bounds: why``."""
+    first = err.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = "is required"
+    elif first["type"] == "extra_forbidden":
+        message = "is not a known key"
+    path = _key_path(tuple(first["loc"]))
+    if _FIELD_PREFIX.match(message):  # the validator named the field: "group_by: ..."
+        where = f"{path}.{message}" if path else message
+    else:
+        where = f"{path}: {message}" if path else message
+    return PlanError(f"{source}: {where}")
+
+
+def parse_plan(document: Mapping[str, Any], source: str = "plan") -> Plan:
+    """Validate a plan already read from YAML; errors name the key path and why."""
+    try:
+        return Plan.model_validate(document)
+    except ValidationError as err:
+        raise _plan_error(source, err) from None
+
+
+def load_plan(path: Path | None = None) -> Plan:
+    """Load and validate a plan; ``None`` loads the packaged ``privacy/plans/default.yaml``."""
+    if path is None:
+        text = resources.files("privacy").joinpath("plans", "default.yaml").read_text("utf-8")
+        source = "default.yaml"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise PlanError(f"{path}: cannot read the plan ({err.strerror})") from err
+        source = Path(path).name
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PlanError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(document, Mapping):
+        raise PlanError(f"{source}: a plan is a YAML mapping (dataset_id, cap, releases...)")
+    return parse_plan(document, source)
