@@ -64,6 +64,17 @@ def _pinned(image: str) -> bool:
     return bool(name) and "/" not in tag and tag not in ("", "latest")
 
 
+def _secrets_of(service: dict[str, Any]) -> dict[str, str]:
+    """Secret name -> file name under /run/secrets/ (short and long syntax)."""
+    out = {}
+    for entry in service.get("secrets", []):
+        if isinstance(entry, str):
+            out[entry] = entry
+        else:
+            out[entry["source"]] = entry.get("target", entry["source"])
+    return out
+
+
 def _env(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     assert isinstance(env, dict), "environment must be a mapping"
@@ -180,15 +191,21 @@ def test_keys_arrive_as_secrets_on_workers_only(compose: dict[str, Any]) -> None
         assert set(spec) == {"file"}, name  # a file, never an inline value or environment
         assert spec["file"].startswith("${"), f"{name}: path must come from .env"
     services = _services(compose)
-    assert KEY_SECRETS <= set(services["worker"]["secrets"])
+    worker = _secrets_of(services["worker"])
+    assert KEY_SECRETS <= set(worker)
     for name, service in services.items():
-        given = set(service.get("secrets", []))
+        given = set(_secrets_of(service))
         assert given <= set(declared), name
         if name != "worker":
             assert not given & KEY_SECRETS, f"{name} must not receive the Isoloir keys"
     env = _env(services["worker"])
+    mounted = {f"/run/secrets/{target}" for target in worker.values()}
     assert env["ISOLOIR_KEY_FILE"] == "/run/secrets/isoloir_master_key"
     assert env["ISOLOIR_SIGNING_KEY_FILE"] == "/run/secrets/isoloir_signing_key"
+    # privacy.signing reads the public half at <ISOLOIR_SIGNING_KEY_FILE>.pub
+    for path in (env["ISOLOIR_KEY_FILE"], env["ISOLOIR_SIGNING_KEY_FILE"],
+                 env["ISOLOIR_SIGNING_KEY_FILE"] + ".pub"):
+        assert path in mounted, path
 
 
 def test_no_credential_in_environment(compose: dict[str, Any]) -> None:
@@ -219,7 +236,7 @@ def test_airflow_init_bootstraps_everything(compose: dict[str, Any]) -> None:
     for var in ("ISOLOIR_ADMIN_PASSWORD_FILE", "ISOLOIR_PIPELINE_PASSWORD_FILE",
                 "ISOLOIR_STRATEGIST_PASSWORD_FILE", "ISOLOIR_AUDITOR_PASSWORD_FILE"):
         secret = env[var].removeprefix("/run/secrets/")
-        assert secret in init["secrets"], var
+        assert secret in _secrets_of(init).values(), var
 
 
 # ------------------------------------------------------------------------- secrets in files
@@ -273,8 +290,8 @@ def test_env_example_holds_placeholders_only() -> None:
     lines = [line for line in (DOCKER / ".env.example").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     values = dict(line.split("=", 1) for line in lines)
-    assert {"ISOLOIR_MASTER_KEY_PATH", "ISOLOIR_SIGNING_KEY_PATH", "ISOLOIR_SECRETS_DIR"} <= set(
-        values)
+    assert {"ISOLOIR_MASTER_KEY_PATH", "ISOLOIR_SIGNING_KEY_PATH",
+            "ISOLOIR_SIGNING_PUBLIC_KEY_PATH", "ISOLOIR_SECRETS_DIR"} <= set(values)
     for var, value in values.items():
         if re.search(r"KEY|SECRET|PASSWORD|TOKEN", var):
             assert var.endswith(("_PATH", "_DIR")), var
