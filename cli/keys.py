@@ -1,0 +1,106 @@
+"""`isoloir keys`: create and rotate the master key, create the ledger signing key, show key ids."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import console, emit_json, handled_errors, settings_or_exit
+from cli.main import app
+from core.errors import KeyMaterialError
+from core.settings import ENV_SIGNING_KEY_FILE, Settings, default_key_file
+
+keys_app = typer.Typer(help="Create, rotate and inspect keys (ids only: key bytes are never shown).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def init(
+    key_file: Annotated[Path | None, typer.Option(
+        help="Master key file to create (default: ISOLOIR_KEY_FILE, else ISOLOIR_HOME/keys/isoloir-master.key).")] = None,
+    signing_key_file: Annotated[Path | None, typer.Option(
+        help="Ledger signing key to create (default: ISOLOIR_SIGNING_KEY_FILE, else beside the master key).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Create the master key file (mode 0600) and the Ed25519 ledger signing key; never overwrites.
+
+    The signing key's public half is written beside it (`.pub`) for auditors. Back both up,
+    separately and offline: losing the master key breaks identity linkage of future loads.
+    """
+    settings = settings_or_exit()
+    with handled_errors(as_json):
+        from privacy.keys import write_new_key_file
+        from privacy.signing import create_signing_key
+
+        master = key_file or default_key_file(settings)
+        signing = signing_key_file or _default_signing(settings, key_file)
+        created: dict[str, str] = {}
+        if master.exists() and signing.exists():
+            raise KeyMaterialError(f"{master} and {signing} already exist; refusing to overwrite keys")
+        if master.exists():
+            raise KeyMaterialError(f"{master} already exists; refusing to overwrite a key "
+                                   "(use `isoloir keys rotate` to add a new version)")
+        key = write_new_key_file(master)
+        created["master_key_file"] = str(master)
+        created["master_key_id"] = key.key_id
+        if signing.exists():
+            console.print(f"signing key {signing} already exists: kept")
+        else:
+            info = create_signing_key(signing)
+            created["signing_key_file"] = str(signing)
+            created["signing_key_id"] = info.key_id
+            created["signing_public_key_file"] = str(info.public_path)
+    if as_json:
+        emit_json({"ok": True} | created)
+        return
+    for name, value in created.items():
+        console.print(f"{name}: {value}")
+    console.print("Set ISOLOIR_KEY_FILE (and ISOLOIR_SIGNING_KEY_FILE) to these paths; back them up "
+                  "separately, offline.")
+
+
+def _default_signing(settings: Settings, key_file: Path | None) -> Path:
+    """Beside an explicitly given master key file unless ISOLOIR_SIGNING_KEY_FILE says otherwise."""
+    if key_file is not None and not os.environ.get(ENV_SIGNING_KEY_FILE):
+        return key_file.parent / "isoloir-signing.key"
+    return settings.signing_key_file
+
+
+@keys_app.command("rotate")
+def rotate(
+    key_file: Annotated[Path | None, typer.Option(help="Master key file (default: ISOLOIR_KEY_FILE).")] = None,
+) -> None:
+    """Add a new master key version; new pseudonyms use it, old versions stay for reading."""
+    settings = settings_or_exit()
+    with handled_errors():
+        from privacy.keys import add_key_version
+
+        path = key_file or default_key_file(settings)
+        key = add_key_version(path)
+    console.print(f"added key {key.key_id} to {path}")
+
+
+@keys_app.command("show")
+def show(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Show which keys are configured: key ids and file locations, never key material."""
+    settings = settings_or_exit()
+    with handled_errors(as_json):
+        from privacy.keys import load_keyring
+        from privacy.signing import load_verify_key, public_key_path
+
+        ring = load_keyring(settings)
+        payload: dict[str, object] = {"master_key_ids": list(ring.key_ids),
+                                      "current_master_key_id": ring.current.key_id}
+        try:
+            payload["signing_key_id"] = load_verify_key(public_key_path(settings.signing_key_file)).key_id
+        except KeyMaterialError as err:
+            payload["signing_key_error"] = str(err)
+    if as_json:
+        emit_json(payload)
+        return
+    for name, value in payload.items():
+        console.print(f"{name}: {value}")
