@@ -222,6 +222,30 @@ def test_login_user_runs_as_its_group(granted: tuple[Engine, str, str]) -> None:
 
 
 @pytest.mark.postgres
+def test_create_login_refuses_to_touch_an_administrator(
+        granted: tuple[Engine, str, str]) -> None:
+    engine, _, _ = granted
+    admin = f"isoloir_t_{_uid()}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{admin}" LOGIN CREATEROLE')
+    try:
+        with pytest.raises(RoleConfigurationError, match="administrative"):
+            create_login(engine, admin, AUDITOR_ROLE, "pw")
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                f"SELECT rolcreaterole, pg_has_role('{admin}', '{AUDITOR_ROLE}', 'MEMBER') "
+                f"FROM pg_roles WHERE rolname = '{admin}'").one()
+        assert tuple(row) == (True, False)  # untouched
+        with pytest.raises(RoleConfigurationError):
+            create_login(engine, PIPELINE_ROLE, PIPELINE_ROLE)
+        with pytest.raises(RoleConfigurationError):
+            create_login(engine, "someone", "pg_read_all_data")
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP ROLE "{admin}"')
+
+
+@pytest.mark.postgres
 def test_bootstrap_builds_a_locked_down_database(pg_url: str, tmp_path: Path) -> None:
     database, tag = f"isoloir_t_{_uid()}", _uid()
     logins = {role: f"isoloir_t_{tag}_{role.split('_')[1]}"

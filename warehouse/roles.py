@@ -180,6 +180,7 @@ def create_login(engine: Engine, user: str, group: str, password: str | None = N
 
     Every session of the user runs as ``group`` (``ALTER ROLE ... SET role``), so objects the
     pipeline creates belong to the group and the default privileges above apply to them.
+    An existing role with administrative attributes (superuser, CREATEROLE, ...) is refused.
     ``password`` is hashed to a SCRAM verifier on the client; ``None`` leaves the password
     unchanged (certificate or peer authentication, or set it later with ``\\password``).
     """
@@ -192,6 +193,15 @@ def create_login(engine: Engine, user: str, group: str, password: str | None = N
     path = ", ".join(quote_identifier(s) for s in search_path)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock(hashtext('{_LOCK_KEY}'))")
+        powerful = conn.execute(text(
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = :user AND (rolsuper OR "
+            "rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)"),
+            {"user": user}).first()
+        if powerful is not None:
+            # A typo such as ISOLOIR_PIPELINE_LOGIN=postgres must not demote an administrator.
+            raise RoleConfigurationError(
+                f"role {user!r} already exists with administrative attributes; choose another "
+                "name for the LOGIN user")
         conn.exec_driver_sql(
             "DO $$ BEGIN "
             f"IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{user}') THEN "
