@@ -306,5 +306,5 @@ def verify_ledger(summary: Mapping[str, Any], settings: Settings) -> dict[str, A
     """`audit verify` as a task: fails loudly, naming the first broken entry."""
     from privacy.audit import verify_settings
 
-    report = verify_settings(settings)
-    return dict(summary) | {"audit": _as_dict(report)}
+    report = verify_settings(settings)  # raises AuditFailure naming the first broken entry
+    return dict(summary) | {"audit": report.to_dict()}
