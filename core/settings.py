@@ -32,7 +32,7 @@ class Settings:
     """Where Isoloir keeps things. Paths are absolute once built."""
 
     home: Path
-    warehouse_url: str
+    warehouse_url: str = field(repr=False)  # may carry a password: never printed
     key_file: Path | None
     has_env_master_key: bool
     signing_key_file: Path
@@ -40,6 +40,13 @@ class Settings:
     log_level: str = "INFO"
     retain_raw: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def warehouse_url_safe(self) -> str:
+        """The warehouse URL with any password masked, for logs and reports."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.warehouse_url).render_as_string(hide_password=True)
 
     @property
     def landing(self) -> Path:

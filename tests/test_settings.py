@@ -36,3 +36,10 @@ def test_bad_log_level_names_the_variable(tmp_path: Path) -> None:
 def test_signing_key_defaults_beside_master_key_file(tmp_path: Path) -> None:
     s = load_settings({"ISOLOIR_HOME": str(tmp_path), "ISOLOIR_KEY_FILE": str(tmp_path / "k" / "m.key")})
     assert s.signing_key_file == (tmp_path / "k" / "isoloir-signing.key").resolve()
+
+
+def test_warehouse_password_never_in_repr(tmp_path: Path) -> None:
+    s = load_settings({"ISOLOIR_HOME": str(tmp_path),
+                       "ISOLOIR_WAREHOUSE_URL": "postgresql://isoloir:s3cretpw@db:5432/wh"})
+    assert "s3cretpw" not in repr(s)
+    assert "s3cretpw" not in s.warehouse_url_safe and "***" in s.warehouse_url_safe
