@@ -1,0 +1,309 @@
+"""Release orchestration: snapshot → for each query: charge → noise → record → publish.
+
+The order is the privacy argument:
+
+1. The plan's cap opens (or must equal) the dataset's budget, and the whole plan's cost is
+   checked against what is left **before any data is read**.
+2. Each query's release id derives from (dataset, run id, query name, plan hash, attempt).
+   A release already recorded is **replayed**: its signed files are written again, byte for
+   byte, and nothing is charged or drawn.
+3. Otherwise the accountant charges the query (one transaction, before any noise), then the
+   DP engine draws the noise, the files are rendered, their bytes are recorded and signed in
+   the ledger, and only then copied to ``published/``.
+4. A crash between charge and record leaves the budget spent. The next attempt of that query
+   gets a new id (attempt + 1) and a new charge: noise is never drawn again for free.
+
+The warehouse snapshot (Parquet in ``work/``) is deleted when the run ends, whatever happens.
+:func:`run_release` is what the Airflow task and the CLI call; its summary is small and
+JSON-able (XCom-safe): ids, paths, counts, hashes, exact budgets as text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import polars as pl
+from sqlalchemy import Engine
+
+from core.errors import IsoloirError
+from core.settings import Settings
+from privacy.accountant import (
+    Accountant,
+    BudgetCap,
+    ChargeRequest,
+    Clock,
+    decimal_text,
+    epsilon_equivalent,
+    utc_now,
+)
+from privacy.ledger import LedgerEntry, fraction_text
+from privacy.plan import Plan, Query, canonical_query, plan_hash, query_cost
+from privacy.publish import CsvFormat, build_files, jsonable, published_table, write_files
+
+log = logging.getLogger(__name__)
+
+
+class ReleaseInProgress(IsoloirError):
+    """Another process charged this release id a moment ago and is still producing it."""
+
+
+# --------------------------------------------------------------------------- the DP engine
+
+class SnapshotLike(Protocol):
+    tables: Mapping[str, Path]
+    snapshot_hash: str
+
+
+class QueryResultLike(Protocol):
+    mechanism: str
+    table: pl.DataFrame
+    metadata: Mapping[str, Any]
+
+
+class DPEngine(Protocol):
+    """What the release needs from the DP engine (:mod:`privacy.engine` by default)."""
+
+    def snapshot(self, engine: Engine, work_dir: Path) -> SnapshotLike: ...
+
+    def mechanism(self, query: Query) -> str: ...
+
+    def run_query(self, query: Query, plan: Plan, data: Any,
+                  rho: Fraction) -> QueryResultLike: ...
+
+    def postprocess(self, result: Any) -> pl.DataFrame: ...
+
+
+class OpenDPEngine:
+    """The real engine: :mod:`privacy.engine` (OpenDP), imported when a release runs."""
+
+    @staticmethod
+    def _module() -> Any:
+        import importlib
+
+        return importlib.import_module("privacy.engine")
+
+    def snapshot(self, engine: Engine, work_dir: Path) -> SnapshotLike:
+        return self._module().snapshot_warehouse(engine, work_dir)  # type: ignore[no-any-return]
+
+    def mechanism(self, query: Query) -> str:
+        named = getattr(self._module(), "mechanism_name", None)
+        if callable(named):
+            return str(named(query))
+        return "gaussian (zCDP)"
+
+    def run_query(self, query: Query, plan: Plan, data: Any, rho: Fraction) -> QueryResultLike:
+        return self._module().run_query(query, plan, data, rho)  # type: ignore[no-any-return]
+
+    def postprocess(self, result: Any) -> pl.DataFrame:
+        return self._module().postprocess(result)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- summary
+
+@dataclass(frozen=True)
+class ReleasedQuery:
+    """One query of a run: charged now, or replayed from the ledger."""
+
+    query: str
+    release_id: str
+    ledger_seq: int
+    status: Literal["charged", "replayed"]
+    cost_rho: str
+    result_hash: str
+    files: tuple[str, ...]
+    lost_attempts: int
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """What a run did (XCom-safe: no data, exact budgets as ``"p/q"`` text)."""
+
+    dataset_id: str
+    run_id: str
+    plan_hash: str
+    logical_date: str
+    snapshot_hash: str | None
+    published_dir: str
+    releases: tuple[ReleasedQuery, ...]
+    charged_rho: str
+    cap_rho: str
+    spent_rho: str
+    remaining_rho: str
+
+    @property
+    def charged(self) -> int:
+        return sum(1 for r in self.releases if r.status == "charged")
+
+    @property
+    def replayed(self) -> int:
+        return sum(1 for r in self.releases if r.status == "replayed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"charged": self.charged, "replayed": self.replayed}
+
+
+# --------------------------------------------------------------------------- run
+
+def default_run_id(day: date) -> str:
+    """The CLI's run id when none is given: one release per calendar day (``cli-2026-03-01``).
+
+    Running again the same day replays that day's releases at no cost.
+    """
+    return f"cli-{day.isoformat()}"
+
+
+def _logical_moment(logical_date: datetime | date | None, clock: Clock) -> datetime:
+    if logical_date is None:
+        now = clock()
+        log.warning("no logical date given: the published created_at is the release time")
+        return now
+    if isinstance(logical_date, datetime):
+        return logical_date if logical_date.tzinfo else logical_date.replace(tzinfo=UTC)
+    return datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
+
+
+def run_release(settings: Settings, plan: Plan, run_id: str, *,
+                logical_date: datetime | date | None,
+                clock: Clock = utc_now,
+                dp_engine: DPEngine | None = None,
+                csv_format: CsvFormat = CsvFormat(),
+                on_release: Callable[[ReleasedQuery], None] | None = None) -> ReleaseSummary:
+    """Release every query of ``plan`` for ``run_id``; see the module docstring for the order.
+
+    ``logical_date`` is the run's date (Airflow's logical date; the CLI passes today): it is
+    the ``created_at`` of the published files. Raises :class:`InsufficientBudget` (exit 3)
+    before reading any data when the plan's unreleased queries cost more than what is left.
+    """
+    from privacy.signing import load_signing_key
+    from warehouse.db import ensure_schema, make_engine
+
+    if not run_id.strip():
+        raise ValueError("run_id must not be empty")
+    dp = dp_engine or OpenDPEngine()
+    settings.ensure_dirs()
+    db = make_engine(settings.warehouse_url)
+    ensure_schema(db)
+    accountant = Accountant(db, load_signing_key(settings.signing_key_file), clock=clock)
+    cap = BudgetCap.from_plan(plan.cap)
+    accountant.open_budget(plan.dataset_id, cap)
+    phash = plan_hash(plan)
+    created_at = _logical_moment(logical_date, clock).isoformat()
+
+    attempts = [(q, accountant.next_attempt(plan.dataset_id, run_id, q.name, phash))
+                for q in plan.releases]
+    needed = sum((query_cost(plan, q) for q, a in attempts if a.status == "new"), Fraction(0))
+    if needed > 0:
+        accountant.require(plan.dataset_id, needed)  # refused here: no data read yet
+
+    work = Path(tempfile.mkdtemp(prefix="snapshot-", dir=settings.work))
+    data: SnapshotLike | None = None
+    done: list[ReleasedQuery] = []
+    try:
+        for query, attempt in attempts:
+            if attempt.status == "recorded":
+                outcome = _replay(accountant, query, attempt.release_id, attempt.lost,
+                                  settings.published)
+            else:
+                if data is None:
+                    data = dp.snapshot(db, work)
+                    log.info("warehouse snapshot %s taken", data.snapshot_hash[:12])
+                outcome = _release(accountant, dp, plan, query, data, attempt.release_id,
+                                   attempt.lost, phash=phash, run_id=run_id,
+                                   created_at=created_at, cap=cap, csv_format=csv_format,
+                                   published=settings.published)
+            done.append(outcome)
+            if on_release is not None:
+                on_release(outcome)
+    finally:
+        if data is not None:
+            for path in data.tables.values():
+                Path(path).unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    state = accountant.budget(plan.dataset_id)
+    assert state is not None  # opened above
+    return ReleaseSummary(
+        dataset_id=plan.dataset_id, run_id=run_id, plan_hash=phash, logical_date=created_at,
+        snapshot_hash=None if data is None else data.snapshot_hash,
+        published_dir=str(settings.published), releases=tuple(done),
+        charged_rho=fraction_text(sum((Fraction(r.cost_rho) for r in done
+                                       if r.status == "charged"), Fraction(0))),
+        cap_rho=fraction_text(state.cap.rho), spent_rho=fraction_text(state.spent),
+        remaining_rho=fraction_text(state.remaining))
+
+
+def _replay(accountant: Accountant, query: Query, release: str, lost: int,
+            published: Path) -> ReleasedQuery:
+    result = accountant.stored_result(release)  # verified before it is written again
+    entry = accountant.entry(release)
+    assert entry is not None and entry.result_hash is not None
+    write_files(result.files, published)
+    log.info("replayed release %s (%s): nothing charged", release, query.name)
+    return ReleasedQuery(query=query.name, release_id=release, ledger_seq=entry.seq,
+                         status="replayed", cost_rho=entry.cost_rho,
+                         result_hash=entry.result_hash,
+                         files=tuple(f.name for f in result.files), lost_attempts=lost)
+
+
+def _release(accountant: Accountant, dp: DPEngine, plan: Plan, query: Query,
+             data: SnapshotLike, release: str, lost: int, *, phash: str, run_id: str,
+             created_at: str, cap: BudgetCap, csv_format: CsvFormat,
+             published: Path) -> ReleasedQuery:
+    cost = query_cost(plan, query)
+    charge = accountant.charge(ChargeRequest(
+        dataset_id=plan.dataset_id, release_id=release, plan_hash=phash,
+        query=canonical_query(query), mechanism=dp.mechanism(query), cost=cost,
+        snapshot_hash=data.snapshot_hash))
+    if not charge.fresh:
+        raise ReleaseInProgress(f"release {release} ({query.name}) was charged by another run "
+                                "that is still producing it; retry once it has finished")
+    entry = charge.entry
+    result = dp.run_query(query, plan, data, cost)  # the noise is drawn here, after the charge
+    table = published_table(dp.postprocess(result), query.group_by, release_id=release,
+                            mechanism=result.mechanism, budget_share=float(query.share))
+    files = build_files(query.name, release, table,
+                        _metadata(plan, query, entry, result, run_id=run_id,
+                                  created_at=created_at, cap=cap), csv_format)
+    stored = accountant.record_result(entry, files)
+    write_files(files, published)
+    return ReleasedQuery(query=query.name, release_id=release, ledger_seq=entry.seq,
+                         status="charged", cost_rho=entry.cost_rho,
+                         result_hash=stored.result_hash, files=tuple(f.name for f in files),
+                         lost_attempts=lost)
+
+
+def _metadata(plan: Plan, query: Query, entry: LedgerEntry, result: QueryResultLike, *,
+              run_id: str, created_at: str, cap: BudgetCap) -> dict[str, Any]:
+    """The JSON metadata of a release (no data values: provenance, budget, bounds)."""
+    engine_meta = jsonable(result.metadata)
+    rho = entry.cost
+    clip = query.clip if query.clip is not None else (
+        query.clip_bounds() if query.value is not None else None)
+    return {
+        "release_id": entry.release_id, "ledger_seq": entry.seq, "entry_hash": entry.entry_hash,
+        "dataset_id": plan.dataset_id, "run_id": run_id, "plan_hash": entry.plan_hash,
+        "query_name": query.name, "query": json.loads(entry.query),
+        "title": query.title, "title_fr": query.title_fr, "measure": query.measure,
+        "group_by": list(query.group_by),
+        "mechanism": result.mechanism, "ledger_mechanism": entry.mechanism,
+        "rho": entry.cost_rho, "rho_decimal": decimal_text(rho),
+        "delta": None if cap.delta is None else str(cap.delta),
+        "epsilon_equivalent": None if cap.delta is None else
+        f"{epsilon_equivalent(rho, cap.delta):.6g}",
+        "budget_share": fraction_text(query.share),
+        "bounds": {"max_groups": query.bounds.max_groups,
+                   "max_rows_per_group": query.bounds.max_rows_per_group},
+        "clipping": None if clip is None else list(clip),
+        "post_processing": engine_meta.get("post_processing", []),
+        "snapshot_hash": entry.snapshot_hash, "created_at": created_at,
+        "privacy_unit": plan.privacy_unit, "engine": engine_meta,
+    }

@@ -1,0 +1,249 @@
+"""Release orchestration: charge before noise, idempotent reruns, crash safety, file format.
+
+The DP engine is replaced by a stand-in that draws fresh random numbers on every call, so a
+rerun that produced identical bytes provably did not draw again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from sqlalchemy import func, select
+
+from core.settings import Settings, load_settings
+from privacy.accountant import CapMismatch, InsufficientBudget
+from privacy.audit import verify_settings
+from privacy.plan import Plan, Query, parse_plan
+from privacy.publish import ACCURACY_COLUMNS, CsvFormat, render_csv
+from privacy.release import default_run_id, run_release
+from privacy.signing import create_signing_key
+from warehouse.db import make_engine
+from warehouse.schema import ledger_entries, privacy_budgets
+
+LOGICAL = datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+
+
+def make_plan(cap_rho: str = "1/2", per_run: str = "1/10") -> Plan:
+    return parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": cap_rho},
+        "per_run": {"rho": per_run}, "cadence": "daily", "period": ["2026-01-01", "2026-06-30"],
+        "releases": [
+            {"name": "contacts_by_channel", "title": "Contacts by channel",
+             "title_fr": "Contacts par canal", "measure": "count", "table": "contacts",
+             "group_by": ["channel"], "bounds": {"max_groups": 2, "max_rows_per_group": 3},
+             "share": "1/4"},
+            {"name": "donations_total", "title": "Donations", "title_fr": "Dons",
+             "measure": "sum", "table": "donations", "value": "amount_cents",
+             "bounds": {"max_groups": 1, "max_rows_per_group": 2}, "share": "3/4"},
+        ]})
+
+
+@dataclass(frozen=True)
+class FakeData:
+    tables: dict[str, Path]
+    snapshot_hash: str
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    query: Query
+    rho: Fraction
+    mechanism: str
+    table: pl.DataFrame
+    metadata: dict[str, Any]
+
+
+@dataclass
+class FakeEngine:
+    """Stand-in for privacy.engine: fresh randomness on every query (like real noise)."""
+
+    fail_on: str | None = None
+    snapshots: int = 0
+    queries: list[str] = field(default_factory=list)
+    snapshot_dirs: list[Path] = field(default_factory=list)
+
+    def snapshot(self, engine: Any, work_dir: Path) -> FakeData:
+        self.snapshots += 1
+        self.snapshot_dirs.append(work_dir)
+        path = work_dir / "persons.parquet"
+        pl.DataFrame({"x": [1, 2]}).write_parquet(path)
+        return FakeData({"persons": path}, "ee" * 32)
+
+    def mechanism(self, query: Query) -> str:
+        return "gaussian (zCDP)"
+
+    def run_query(self, query: Query, plan: Plan, data: FakeData, rho: Fraction) -> FakeResult:
+        assert data.tables["persons"].exists()
+        self.queries.append(query.name)
+        if query.name == self.fail_on:
+            raise RuntimeError("worker killed after the charge")
+        rng = random.SystemRandom()
+        keys = {"channel": ["door", "phone", "sms", "other"]}
+        groups = {c: keys[c] for c in query.group_by}
+        n = len(next(iter(groups.values()))) if groups else 1
+        table = pl.DataFrame({**groups,
+                              "estimate": [rng.uniform(-5, 500) for _ in range(n)],
+                              "ci95_halfwidth": [12.5] * n, "noise_scale": [6.25] * n})
+        return FakeResult(query, rho, "gaussian (zCDP)", table,
+                          {"post_processing": ["rounded to integers"], "noise_scale": 6.25})
+
+    def postprocess(self, result: FakeResult) -> pl.DataFrame:
+        return result.table.with_columns(pl.col("estimate").round(0))
+
+
+@pytest.fixture
+def settings(isoloir_home: Path) -> Settings:
+    settings = load_settings()
+    create_signing_key(settings.signing_key_file)
+    return settings
+
+
+def published_bytes(settings: Settings) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(settings.published.iterdir())}
+
+
+def spent(settings: Settings) -> tuple[Fraction, int]:
+    with make_engine(settings.warehouse_url).connect() as conn:
+        value = conn.execute(select(privacy_budgets.c.spent_rho)).scalar_one()
+        entries = conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one()
+    return Fraction(value), entries
+
+
+def test_a_release_charges_publishes_and_verifies(settings: Settings) -> None:
+    dp = FakeEngine()
+    summary = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL, dp_engine=dp)
+    assert (summary.charged, summary.replayed) == (2, 0)
+    assert summary.charged_rho == "1/10" and summary.spent_rho == "1/10"
+    assert summary.remaining_rho == "2/5" and summary.snapshot_hash == "ee" * 32
+    assert [r.ledger_seq for r in summary.releases] == [1, 2]
+    assert spent(settings) == (Fraction(1, 10), 2)
+    names = set(published_bytes(settings))
+    assert len(names) == 6
+    for released in summary.releases:
+        assert {f"{released.query}--{released.release_id}.{ext}"
+                for ext in ("csv", "parquet", "json")} <= names
+    assert verify_settings(settings).ok
+    # The snapshot is gone once the run is over.
+    assert dp.snapshots == 1 and not dp.snapshot_dirs[0].exists()
+    assert json.loads(json.dumps(summary.to_dict()))["charged"] == 2  # XCom-safe
+
+
+def test_published_files_follow_the_format(settings: Settings) -> None:
+    summary = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL,
+                          dp_engine=FakeEngine())
+    first = summary.releases[0]
+    stem = settings.published / f"{first.query}--{first.release_id}"
+    table = pl.read_parquet(stem.with_suffix(".parquet"))
+    assert table.columns == ["channel", *ACCURACY_COLUMNS]
+    assert table["ledger_entry"].unique().to_list() == [first.release_id]
+    assert table["budget_share"].unique().to_list() == [0.25]
+    assert (table["ci95_high"] - table["ci95_low"] - 2 * table["ci95_halfwidth"]).abs().max() \
+        < 1e-9
+    raw = stem.with_suffix(".csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    header, *rows = raw.decode("utf-8-sig").splitlines()
+    assert header.split(";") == table.columns and len(rows) == 4
+    assert rows[0].split(";")[6] == "6,25"  # noise_scale with a decimal comma
+    meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    assert meta["release_id"] == first.release_id and meta["ledger_seq"] == 1
+    assert meta["created_at"] == LOGICAL.isoformat()
+    assert meta["rho"] == "1/40" and meta["budget_share"] == "1/4"
+    assert meta["bounds"] == {"max_groups": 2, "max_rows_per_group": 3}
+    assert meta["query"]["name"] == first.query and meta["title_fr"] == "Contacts par canal"
+    assert meta["post_processing"] == ["rounded to integers"]
+    for ext in ("csv", "parquet"):
+        info = meta["files"][ext]
+        digest = hashlib.sha256((settings.published / info["name"]).read_bytes()).hexdigest()
+        assert info["sha256"] == digest
+    donations = json.loads((settings.published / summary.releases[1].files[2]).read_text())
+    assert donations["clipping"] == [0.0, 460000.0]  # the legal cap by default
+
+
+def test_same_run_id_twice_gives_identical_files_and_one_charge(settings: Settings) -> None:
+    dp = FakeEngine()
+    first = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL, dp_engine=dp)
+    before = published_bytes(settings)
+    for path in settings.published.iterdir():  # even from an empty folder
+        path.unlink()
+    again = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL, dp_engine=dp)
+    assert published_bytes(settings) == before
+    assert (again.charged, again.replayed) == (0, 2)
+    assert [r.release_id for r in again.releases] == [r.release_id for r in first.releases]
+    assert dp.queries == ["contacts_by_channel", "donations_total"]  # no noise drawn again
+    assert dp.snapshots == 1  # a full replay does not even read the warehouse
+    assert spent(settings) == (Fraction(1, 10), 2)
+    # Another run id is another release, charged.
+    other = run_release(settings, make_plan(), "run-2", logical_date=LOGICAL, dp_engine=dp)
+    assert other.charged == 2 and spent(settings) == (Fraction(1, 5), 4)
+
+
+def test_a_kill_after_the_charge_leaves_the_budget_spent(settings: Settings) -> None:
+    dp = FakeEngine(fail_on="donations_total")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_release(settings, make_plan(), "run-1", logical_date=LOGICAL, dp_engine=dp)
+    # Both queries were charged; only the first was recorded and published.
+    assert spent(settings) == (Fraction(1, 10), 2)
+    assert len(published_bytes(settings)) == 3
+    assert verify_settings(settings).ok
+    assert not dp.snapshot_dirs[0].exists()
+    # A fresh attempt replays the first and charges the second again, under a new id.
+    retry_dp = FakeEngine()
+    retry = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL,
+                        dp_engine=retry_dp)
+    statuses = {r.query: (r.status, r.lost_attempts) for r in retry.releases}
+    assert statuses == {"contacts_by_channel": ("replayed", 0),
+                        "donations_total": ("charged", 1)}
+    assert retry_dp.queries == ["donations_total"]
+    assert spent(settings) == (Fraction(1, 10) + Fraction(3, 40), 3)
+    assert verify_settings(settings).ok
+    assert len(published_bytes(settings)) == 6
+
+
+def test_a_plan_beyond_the_remaining_budget_is_refused_before_reading(
+        settings: Settings) -> None:
+    dp = FakeEngine()
+    run_release(settings, make_plan(cap_rho="3/20"), "run-1", logical_date=LOGICAL,
+                dp_engine=dp)
+    with pytest.raises(InsufficientBudget, match=r"asked ρ=1/10 .*remaining ρ=1/20") as err:
+        run_release(settings, make_plan(cap_rho="3/20"), "run-2", logical_date=LOGICAL,
+                    dp_engine=dp)
+    assert err.value.exit_code == 3
+    assert dp.snapshots == 1 and spent(settings) == (Fraction(1, 10), 2)
+
+
+def test_a_plan_cannot_change_the_cap(settings: Settings) -> None:
+    run_release(settings, make_plan(), "run-1", logical_date=LOGICAL, dp_engine=FakeEngine())
+    with pytest.raises(CapMismatch, match="fixed at ρ=1/2"):
+        run_release(settings, make_plan(cap_rho="1"), "run-2", logical_date=LOGICAL,
+                    dp_engine=FakeEngine())
+
+
+def test_a_logical_date_without_time_is_midnight_utc(settings: Settings) -> None:
+    summary = run_release(settings, make_plan(), default_run_id(date(2026, 3, 2)),
+                          logical_date=date(2026, 3, 2), dp_engine=FakeEngine())
+    assert summary.run_id == "cli-2026-03-02"
+    assert summary.logical_date == "2026-03-02T00:00:00+00:00"
+
+
+def test_csv_is_formula_injection_safe_and_comma_selectable() -> None:
+    frame = pl.DataFrame({"label": ["=SUM(A1)", "+33", "-x", "@me", "plain", "a;b"],
+                          "estimate": [-1.5, 2.0, 3.25, 0.0, 1.0, 2.5]})
+    text = render_csv(frame).decode("utf-8-sig")
+    cells = [row[0] for row in csv.reader(io.StringIO(text), delimiter=";")][1:]
+    assert cells == ["'=SUM(A1)", "'+33", "'-x", "'@me", "plain", "a;b"]
+    assert text.splitlines()[1].endswith(";-1,5")  # numbers are never prefixed
+    comma = render_csv(frame, CsvFormat(",")).decode("utf-8-sig")
+    assert comma.splitlines()[1] == "'=SUM(A1),-1.5"
+    read_back = pl.read_csv(io.StringIO(comma))
+    assert read_back["estimate"].to_list() == frame["estimate"].to_list()
