@@ -247,3 +247,24 @@ def test_csv_is_formula_injection_safe_and_comma_selectable() -> None:
     assert comma.splitlines()[1] == "'=SUM(A1),-1.5"
     read_back = pl.read_csv(io.StringIO(comma))
     assert read_back["estimate"].to_list() == frame["estimate"].to_list()
+
+
+@pytest.mark.postgres
+def test_release_replay_and_crash_on_postgresql(isoloir_home: Path, pg_url: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISOLOIR_WAREHOUSE_URL", pg_url)
+    settings = load_settings()
+    create_signing_key(settings.signing_key_file)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_release(settings, make_plan(), "run-1", logical_date=LOGICAL,
+                    dp_engine=FakeEngine(fail_on="donations_total"))
+    assert spent(settings) == (Fraction(1, 10), 2) and verify_settings(settings).ok
+    first = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL,
+                        dp_engine=FakeEngine())
+    before = published_bytes(settings)
+    again = run_release(settings, make_plan(), "run-1", logical_date=LOGICAL,
+                        dp_engine=FakeEngine())
+    assert (first.charged, first.replayed, again.charged, again.replayed) == (1, 1, 0, 2)
+    assert published_bytes(settings) == before
+    assert spent(settings) == (Fraction(1, 10) + Fraction(3, 40), 3)
+    assert verify_settings(settings).ok
