@@ -32,6 +32,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import AuditFailure, BudgetExhaustedError, InvariantViolation, PlanError
 from privacy.ledger import (
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 #: derived from a name, so every Isoloir process agrees on it).
 LEDGER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"isoloir.ledger.chain").digest()[:8],
                                  "big", signed=True)
+#: Width of ``ledger_entries.mechanism``.
+MECHANISM_MAX = 40
 #: Attempts of one query in one run before giving up (each lost attempt stays charged).
 MAX_ATTEMPTS = 100
 
@@ -186,6 +189,8 @@ class ChargeRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.cost, Fraction) or self.cost <= 0:
             raise InvariantViolation("a charge must be a positive exact fraction")
+        if not 0 < len(self.mechanism) <= MECHANISM_MAX:
+            raise InvariantViolation(f"a mechanism name has 1 to {MECHANISM_MAX} characters")
 
 
 @dataclass(frozen=True)
@@ -254,18 +259,28 @@ class Accountant:
     # ----------------------------------------------------------------- budgets
 
     def open_budget(self, dataset_id: str, cap: BudgetCap) -> BudgetState:
-        """Create the dataset's budget at ``cap`` on first use; afterwards refuse another cap."""
-        with write_transaction(self._engine) as conn:
-            row = conn.execute(select(privacy_budgets)
-                               .where(privacy_budgets.c.dataset_id == dataset_id)).first()
-            if row is None:
-                conn.execute(insert(privacy_budgets).values(
-                    dataset_id=dataset_id, cap_rho=fraction_text(cap.rho),
-                    cap_epsilon="" if cap.epsilon is None else str(cap.epsilon),
-                    cap_delta="" if cap.delta is None else str(cap.delta),
-                    spent_rho="0/1", created_at=timestamp(self._clock())))
-                log.info("opened budget of dataset %s at %s", dataset_id,
-                         describe_rho(cap.rho, cap.delta))
+        """Create the dataset's budget at ``cap`` on first use; afterwards refuse another cap.
+
+        ``cap_epsilon``/``cap_delta`` keep the cap as declared (empty when declared as ρ).
+        """
+        try:
+            with write_transaction(self._engine) as conn:
+                row = conn.execute(select(privacy_budgets)
+                                   .where(privacy_budgets.c.dataset_id == dataset_id)).first()
+                if row is None:
+                    conn.execute(insert(privacy_budgets).values(
+                        dataset_id=dataset_id, cap_rho=fraction_text(cap.rho),
+                        cap_epsilon="" if cap.epsilon is None else str(cap.epsilon),
+                        cap_delta="" if cap.delta is None else str(cap.delta),
+                        spent_rho="0/1", created_at=timestamp(self._clock())))
+                    log.info("opened budget of dataset %s at %s", dataset_id,
+                             describe_rho(cap.rho, cap.delta))
+        except IntegrityError:
+            # Another process opened it between our read and our insert (PostgreSQL): the
+            # first cap wins; compare against it.
+            with self._engine.connect() as conn:
+                row = conn.execute(select(privacy_budgets)
+                                   .where(privacy_budgets.c.dataset_id == dataset_id)).one()
         if row is not None and Fraction(row.cap_rho) != cap.rho:
             raise CapMismatch(
                 f"cap: dataset {dataset_id!r} has its cap fixed at ρ={row.cap_rho} since "

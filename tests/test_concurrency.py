@@ -1,4 +1,4 @@
-"""Concurrency: 8 processes race to charge a budget that fits exactly 3 charges.
+"""Concurrency: 8 processes race to open, then charge, a budget that fits exactly 3 charges.
 
 Exactly 3 succeed, the 5 others get "budget exhausted", and the ledger sums to at most the
 cap, on SQLite (BEGIN IMMEDIATE) and on PostgreSQL (SELECT ... FOR UPDATE).
@@ -38,6 +38,7 @@ def _race(url: str, key_path: str, n: int, start: Any, results: Any) -> None:
     results.put(("ready", n, ""))
     start.wait(30)
     try:
+        accountant.open_budget(DATASET, BudgetCap(CAP))  # the first one creates it
         entry = accountant.charge(ChargeRequest(DATASET, rid, PLAN_HASH, "{}", "gaussian (zCDP)",
                                                 COST, "cd" * 32)).entry
         results.put(("charged", n, entry.seq))
@@ -53,7 +54,6 @@ def _run_race(url: str, tmp_path: Path) -> None:
     engine = make_engine(url)
     ensure_schema(engine)
     info = create_signing_key(tmp_path / "keys" / "ledger.key")
-    Accountant(engine, load_signing_key(info.path)).open_budget(DATASET, BudgetCap(CAP))
 
     ctx = mp.get_context("spawn")
     start = ctx.Event()
