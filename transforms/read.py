@@ -1,0 +1,715 @@
+"""Reading landing files: sniff the dialect, prove the whole file well-formed, read it in chunks.
+
+A landing file is read three times, each pass cheap and streaming (memory stays flat):
+
+1. :func:`sniff_dialect` looks at the head of the file (and for the first non-ASCII bytes)
+   to decide the encoding (UTF-8 with or without BOM, or cp1252) and the delimiter
+   (``,`` ``;`` or tab), and checks the header against the profile.
+2. :func:`validate_whole_file` scans every byte with vectorized passes (NumPy over 8 MiB
+   blocks): encoding, binary content, quoting, the number of fields of every record and the
+   size of every field. A file that breaks a rule is rejected here, before anything of it
+   is loaded, with the file name, the line and the rule, never the offending value.
+3. :func:`read_chunks` parses the file with pyarrow's CSV reader, keeping only the columns
+   the profile maps (every other raw column is dropped as it is parsed), and yields pandas
+   frames with the profile's internal field names and the line number of each record.
+
+Rules (stable names, used in :class:`core.errors.InputFileError` and quarantine reports):
+
+``empty_file``        the file holds no bytes (or only a BOM and whitespace)
+``header_only``       a header and no data record
+``encoding``          neither UTF-8 nor cp1252: UTF-16/32, bytes undefined in cp1252, or a
+                      file that is not in the encoding its profile declares
+``mixed_encoding``    mostly one encoding with bytes of another: invalid UTF-8 in a UTF-8
+                      file, a UTF-8 BOM followed by cp1252 bytes, UTF-8 sequences in cp1252
+``delimiter``         the header does not split on the expected delimiter (or on any of
+                      ``,`` ``;`` tab)
+``missing_column``    a required column is absent from the header (the column is named)
+``duplicate_column``  a column the profile reads appears twice in the header
+``truncated_line``    a record has fewer fields than the header (e.g. a cut last line)
+``extra_fields``      a record has more fields than the header (an unquoted delimiter)
+``unbalanced_quote``  a quote is opened and never closed, or a quote sits inside a field
+                      instead of around it
+``field_too_large``   a field longer than 64 KiB
+``binary_content``    NUL bytes, or a high ratio of control bytes
+``date_format``, ``amount_format``, ``negative_amount``: raised by :mod:`transforms.normalize`.
+
+Error messages carry the file name, the line (``row``, 1-based, header = line 1), the column
+name where it helps, and the rule. Messages of the underlying parsers are never passed on:
+they quote the offending line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from core.errors import InputFileError, InvariantViolation
+from transforms.sources import BUILTIN_PROFILES, SourceProfile, guess_profile_from_name
+
+log = logging.getLogger(__name__)
+
+UTF8_BOM = codecs.BOM_UTF8
+CANDIDATE_DELIMITERS = (",", ";", "\t")
+MAX_FIELD_BYTES = 64 * 1024
+#: Share of control bytes (other than tab, CR, LF) above which a file is binary, not text.
+MAX_CONTROL_RATIO = 0.01
+SAMPLE_BYTES = 64 * 1024
+BLOCK_BYTES = 8 * 1024 * 1024
+_MAX_HEADER_BYTES = 1024 * 1024
+_MIN_RECORD_LIMIT = 4 * 1024 * 1024
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13)) + b"\x7f"
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+#: UTF-8 encodings of accented Latin letters and of typographic punctuation (’ “ ” …):
+#: two or three bytes that cp1252 text essentially never holds side by side ("Ã©", "â€™").
+_UTF8_SIGNATURE = re.compile(rb"\xc3[\x80-\xbf]|\xc5[\x92\x93\xa0\xa1\xb8\xbd\xbe]|\xe2\x80[\x80-\xbf]")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_QUOTE = 34
+
+
+@dataclass(frozen=True)
+class FileDialect:
+    """How a file is written. ``encoding`` is a Python codec name: ``utf-8-sig`` when the file
+    starts with a BOM, ``utf-8`` or ``cp1252`` otherwise."""
+
+    encoding: str
+    delimiter: str
+    decimal: str
+    has_bom: bool
+
+    def __post_init__(self) -> None:
+        if self.delimiter not in CANDIDATE_DELIMITERS:
+            raise ValueError(f"unsupported delimiter {self.delimiter!r}")
+        if self.encoding not in ("utf-8", "utf-8-sig", "cp1252"):
+            raise ValueError(f"unsupported encoding {self.encoding!r}")
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of the raw bytes: the key of an ingested file (a reload is a no-op)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def sniff_dialect(path: Path, profile: SourceProfile | None = None) -> FileDialect:
+    """Decide encoding and delimiter from the file itself; check the header against ``profile``.
+
+    The encoding is decided by the first non-ASCII bytes anywhere in the file: valid UTF-8
+    there means UTF-8 (cp1252 text with accents never is), otherwise cp1252. A profile's
+    declared delimiter is enforced (a ``;`` file for a ``,`` profile is rejected, rule
+    ``delimiter``); a declared encoding only decides files that are not UTF-8.
+    """
+    name = path.name
+    head = _read_head(path)
+    has_bom = head.startswith(UTF8_BOM)
+    body = head[len(UTF8_BOM):] if has_bom else head
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputFileError(name, "encoding", "UTF-16/UTF-32 is not supported: save the export "
+                             "as UTF-8 or cp1252", row=1)
+    if not body.strip() and path.stat().st_size <= len(head):
+        raise InputFileError(name, "empty_file", "the file holds no data")
+    _check_binary(body, name, line_base=0)
+    encoding = _detect_encoding(path, has_bom, profile)
+    header_bytes = body.split(b"\n", 1)[0] if b"\n" in body else body.split(b"\r", 1)[0]
+    if len(header_bytes) >= _MAX_HEADER_BYTES:
+        raise InputFileError(name, "field_too_large", "the header line is longer than 1 MiB", row=1)
+    try:
+        header_text = header_bytes.decode("utf-8" if encoding.startswith("utf-8") else encoding)
+    except UnicodeDecodeError:
+        raise InputFileError(name, "mixed_encoding" if has_bom else "encoding",
+                             "the header is not in the file's encoding", row=1) from None
+    if not header_text.strip():
+        raise InputFileError(name, "empty_file", "the first line is blank: no header", row=1)
+    delimiter = _detect_delimiter(header_text, profile, name)
+    decimal = profile.decimal if profile is not None else ("," if delimiter == ";" else ".")
+    return FileDialect(encoding=encoding, delimiter=delimiter, decimal=decimal, has_bom=has_bom)
+
+
+def _read_head(path: Path) -> bytes:
+    """The first 64 KiB, extended to the end of the first line (a header up to 1 MiB)."""
+    with path.open("rb") as handle:
+        head = handle.read(SAMPLE_BYTES)
+        while b"\n" not in head and b"\r" not in head and len(head) < _MAX_HEADER_BYTES:
+            more = handle.read(SAMPLE_BYTES)
+            if not more:
+                break
+            head += more
+    return head
+
+
+def _check_binary(data: bytes, name: str, line_base: int, ratio: bool = True) -> None:
+    """NUL bytes anywhere, or (on a sample) too many control bytes: not a text export."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InputFileError(name, "binary_content", "NUL bytes: this is not a text export",
+                             row=line_base + data.count(b"\n", 0, nul) + 1)
+    if not ratio:
+        return
+    controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
+    if controls and controls > MAX_CONTROL_RATIO * max(len(data), 256):
+        first = min(i for i in (data.find(bytes([b])) for b in _CONTROL_BYTES) if i >= 0)
+        raise InputFileError(name, "binary_content",
+                             f"{controls} control bytes: this is not a text export",
+                             row=line_base + data.count(b"\n", 0, first) + 1)
+
+
+def _detect_encoding(path: Path, has_bom: bool, profile: SourceProfile | None) -> str:
+    name = path.name
+    found = _first_non_ascii(path)
+    if found is None:
+        return "utf-8-sig" if has_bom else "utf-8"
+    offset, line, window = found
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(window, final=False)
+        utf8 = True
+    except UnicodeDecodeError as err:
+        utf8 = False
+        bad_at = err.start
+    if utf8:
+        return "utf-8-sig" if has_bom else "utf-8"
+    bad_line = line + window.count(b"\n", 0, bad_at)
+    if has_bom:
+        raise InputFileError(name, "mixed_encoding", "a UTF-8 BOM, then bytes that are not UTF-8",
+                             row=bad_line)
+    if bad_at > 0 and _NON_ASCII.search(window, 0, bad_at):
+        raise InputFileError(name, "mixed_encoding", "valid UTF-8, then bytes that are not UTF-8",
+                             row=bad_line)
+    declared = (profile.encoding or "").lower().replace("_", "-") if profile else ""
+    if declared in ("utf-8", "utf8", "utf-8-sig"):
+        raise InputFileError(name, "encoding", f"profile {profile.name if profile else ''} "
+                             "declares UTF-8 but the file is not UTF-8", row=bad_line)
+    return "cp1252"
+
+
+def _first_non_ascii(path: Path) -> tuple[int, int, bytes] | None:
+    """Offset and line of the first non-ASCII byte, with up to 64 KiB of bytes from there."""
+    lines = 1
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK_BYTES):
+            match = _NON_ASCII.search(block)
+            if match is None:
+                lines += block.count(b"\n")
+                offset += len(block)
+                continue
+            start = match.start()
+            window = block[start:start + SAMPLE_BYTES]
+            if len(window) < SAMPLE_BYTES:
+                window += handle.read(SAMPLE_BYTES - len(window))
+            return offset + start, lines + block.count(b"\n", 0, start), window
+    return None
+
+
+def _split_header(header_text: str, delimiter: str) -> list[str]:
+    row = next(csv.reader([header_text], delimiter=delimiter), [])
+    return [c.strip() for c in row]
+
+
+def required_columns(profile: SourceProfile) -> tuple[str, ...]:
+    """The raw columns a file must have for ``profile`` (its consent column included)."""
+    cols = list(profile.required)
+    if profile.lawful_basis == "consent_column" and profile.consent_column \
+            and profile.consent_column not in cols:
+        cols.append(profile.consent_column)
+    return tuple(cols)
+
+
+def _detect_delimiter(header_text: str, profile: SourceProfile | None, name: str) -> str:
+    splits = {d: _split_header(header_text, d) for d in CANDIDATE_DELIMITERS}
+    by_width = sorted(CANDIDATE_DELIMITERS, key=lambda d: -len(splits[d]))
+    if profile is None:
+        best = by_width[0]
+        if len(splits[best]) < 2:
+            raise InputFileError(name, "delimiter", "the header splits on none of , ; tab", row=1)
+        return best
+    required = required_columns(profile)
+
+    def missing(d: str) -> list[str]:
+        return [c for c in required if c not in splits[d]]
+
+    if profile.delimiter is not None:
+        declared = profile.delimiter
+        if not missing(declared):
+            return declared
+        for other in by_width:
+            if other != declared and not missing(other):
+                raise InputFileError(name, "delimiter", f"profile {profile.name} expects "
+                                     f"{_show(declared)} but the header splits on {_show(other)}",
+                                     row=1)
+        if len(splits[declared]) < 2:
+            raise InputFileError(name, "delimiter", f"the header does not split on "
+                                 f"{_show(declared)} (profile {profile.name})", row=1)
+        absent = missing(declared)
+        raise InputFileError(name, "missing_column", f"profile {profile.name} needs "
+                             f"{', '.join(absent)}", row=1, column=absent[0])
+    for d in by_width:
+        if not missing(d) and len(splits[d]) >= 2:
+            return d
+    best = by_width[0]
+    if len(splits[best]) < 2:
+        raise InputFileError(name, "delimiter", "the header splits on none of , ; tab", row=1)
+    absent = missing(best)
+    raise InputFileError(name, "missing_column", f"profile {profile.name} needs "
+                         f"{', '.join(absent)}", row=1, column=absent[0])
+
+
+def _show(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else repr(delimiter)
+
+
+def header_columns(path: Path, dialect: FileDialect) -> list[str]:
+    """The header's column names, stripped of whitespace (and of the BOM)."""
+    head = _read_head(path)
+    body = head[len(UTF8_BOM):] if dialect.has_bom else head
+    line = body.split(b"\n", 1)[0] if b"\n" in body else body.split(b"\r", 1)[0]
+    codec = "utf-8" if dialect.encoding.startswith("utf-8") else dialect.encoding
+    return _split_header(line.decode(codec, errors="replace"), dialect.delimiter)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
+    """The profile of ``path``: a built-in name, a YAML profile path, or ``auto``.
+
+    ``auto`` matches the header against every built-in profile's required columns; when
+    several match, the one requiring the most columns wins, then the file name hints.
+    """
+    if requested != "auto":
+        if requested in BUILTIN_PROFILES:
+            return BUILTIN_PROFILES[requested]
+        from transforms.profiles_yaml import ProfileError, load_profile
+
+        candidate = Path(requested)
+        if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_file():
+            return load_profile(candidate)
+        known = ", ".join(sorted(BUILTIN_PROFILES))
+        raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
+                           "or the path of a YAML profile")
+    dialect = sniff_dialect(path, None)
+    names = set(header_columns(path, dialect))
+    hinted = guess_profile_from_name(path)
+    scored = []
+    for profile in BUILTIN_PROFILES.values():
+        required = required_columns(profile)
+        absent = [c for c in required if c not in names]
+        scored.append((len(absent), -len(required), profile is not hinted, profile.name, absent))
+    scored.sort()
+    n_absent, _, _, best_name, absent = scored[0]
+    if n_absent:
+        raise InputFileError(path.name, "missing_column", "the header matches no source profile; "
+                             f"closest is {best_name}, which needs {', '.join(absent)}",
+                             row=1, column=absent[0])
+    return BUILTIN_PROFILES[best_name]
+
+
+# --------------------------------------------------------------------------- structure scan
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the structural scan learnt: record count and the line where each record starts.
+
+    The line of data record ``k`` (0-based) is ``k + delta``; ``delta`` only changes after
+    blank lines or records spanning several lines, so only those breakpoints are kept.
+    """
+
+    data_rows: int
+    header_line: int
+    max_record_bytes: int
+    break_rows: np.ndarray
+    break_deltas: np.ndarray
+
+    def lines(self, first: int, count: int) -> np.ndarray:
+        index = np.arange(first, first + count, dtype=np.int64)
+        which = np.searchsorted(self.break_rows, index, side="right") - 1
+        return index + self.break_deltas[which]
+
+
+class _Scanner:
+    """Vectorized RFC 4180 checks over runs of whole records (see the module docstring)."""
+
+    def __init__(self, name: str, dialect: FileDialect, ncols: int, eol: int,
+                 full: bool) -> None:
+        self.name = name
+        self.full = full  # False: only find records and their lines (the file was validated)
+        self.ncols = ncols
+        self.eol = eol
+        self.delim = ord(dialect.delimiter)
+        self.utf8 = dialect.encoding.startswith("utf-8")
+        self.line_base = 0  # physical lines before the current segment
+        self.records = 0  # non-empty records so far, header included
+        self.header_line = 0
+        self.max_record = 0
+        self.break_rows: list[np.ndarray] = []
+        self.break_deltas: list[np.ndarray] = []
+        self.last_delta: int | None = None
+
+    def fail(self, rule: str, detail: str, line: int) -> InputFileError:
+        return InputFileError(self.name, rule, detail, row=line)
+
+    def segment(self, data: bytes, final: bool) -> int:
+        """Check the whole records at the start of ``data``; return how many bytes they span.
+
+        Unless ``final``, bytes after the last record end are left for the next call (0 is
+        returned when ``data`` holds no complete record). When ``final``, all of ``data`` is
+        checked and the last record may lack its end of line.
+        """
+        if not data:
+            return 0
+        a = np.frombuffer(data, dtype=np.uint8)
+        nl = np.flatnonzero(a == self.eol)
+        qp = np.flatnonzero(a == _QUOTE)
+        rec_end = nl[(np.searchsorted(qp, nl) & 1) == 0]
+        if final:
+            cut = len(a)
+            if len(rec_end) == 0 or rec_end[-1] < cut - 1:
+                rec_end = np.append(rec_end, cut)
+        else:
+            if len(rec_end) == 0:
+                return 0
+            cut = int(rec_end[-1]) + 1
+            a, nl, qp = a[:cut], nl[nl < cut], qp[qp < cut]
+        seg = data[:cut] if cut < len(data) else data
+
+        def line_of(pos: int) -> int:
+            return self.line_base + int(np.searchsorted(nl, pos)) + 1
+
+        if self.full:
+            self._check_bytes(seg, line_of)
+        if len(qp) % 2:
+            raise self.fail("unbalanced_quote", "a quote opened in this record is never closed",
+                            line_of(_record_start_before(nl, qp, int(qp[-1]))))
+        if self.full:
+            self._check_quote_places(a, qp[0::2], qp[1::2], line_of)
+        rec_start = np.concatenate(([0], rec_end[:-1] + 1)).astype(np.int64)
+        length = rec_end - rec_start
+        first_byte = a[np.minimum(rec_start, len(a) - 1)]
+        empty = (length == 0) | ((length == 1) & (first_byte == 13))
+        if self.full:
+            self._check_fields(a, qp, rec_start, rec_end, empty, line_of)
+        keep = ~empty
+        if keep.any():
+            self.max_record = max(self.max_record, int(length[keep].max()))
+        self._record_lines(self.line_base + np.searchsorted(nl, rec_start[keep]) + 1)
+        self.line_base += len(nl)
+        return cut
+
+    def _check_fields(self, a: np.ndarray, qp: np.ndarray, rec_start: np.ndarray,
+                      rec_end: np.ndarray, empty: np.ndarray,
+                      line_of: Callable[[int], int]) -> None:
+        """Every record has the header's number of fields, none over 64 KiB.
+
+        Delimiters are counted per record and per quoted span with 16-bit sums (fast);
+        records too long for those to be exact are recounted one by one.
+        """
+        is_delim = (a == self.delim).view(np.uint8)
+        fields = np.add.reduceat(is_delim, rec_start, dtype=np.uint16).astype(np.int64) + 1
+        if len(qp):
+            quoted = np.add.reduceat(is_delim, qp, dtype=np.uint16)[0::2].astype(np.int64)
+            record_of_pair = np.searchsorted(rec_end, qp[0::2], side="right")
+            fields -= np.bincount(record_of_pair, weights=quoted,
+                                  minlength=len(rec_end))[:len(rec_end)].astype(np.int64)
+        for k in np.flatnonzero(~empty & (rec_end - rec_start > 0xFFFF)):
+            s, e = int(rec_start[k]), int(rec_end[k])
+            d = np.flatnonzero(is_delim[s:e]) + s
+            d = d[(np.searchsorted(qp, d) & 1) == 0]
+            bounds = np.concatenate(([s - 1], d, [e]))
+            if int(np.diff(bounds).max()) - 1 > MAX_FIELD_BYTES:
+                raise self.fail("field_too_large", "a field is longer than 64 KiB", line_of(s))
+            fields[k] = len(d) + 1
+        bad = ~empty & (fields != self.ncols)
+        if bad.any():
+            first = int(np.argmax(bad))
+            count = int(fields[first])
+            rule = "truncated_line" if count < self.ncols else "extra_fields"
+            raise self.fail(rule, f"{count} fields where the header has {self.ncols}",
+                            line_of(int(rec_start[first])))
+
+    def _record_lines(self, lines: np.ndarray) -> None:
+        """Remember where records start, as breakpoints of ``line - index``."""
+        if self.records == 0 and len(lines):
+            self.header_line = int(lines[0])
+            self.records = 1
+            lines = lines[1:]
+        if not len(lines):
+            return
+        first_index = self.records - 1
+        self.records += len(lines)
+        delta = lines - np.arange(first_index, first_index + len(lines), dtype=np.int64)
+        change = np.flatnonzero(np.diff(delta)) + 1
+        if self.last_delta is None or self.last_delta != int(delta[0]):
+            change = np.concatenate(([0], change))
+        self.break_rows.append(first_index + change)
+        self.break_deltas.append(delta[change])
+        self.last_delta = int(delta[-1])
+
+    def _check_bytes(self, seg: bytes, line_of: Callable[[int], int]) -> None:
+        _check_binary(seg, self.name, self.line_base, ratio=self.line_base == 0)
+        if self.utf8:
+            if seg.isascii():
+                return
+            try:
+                seg.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise self.fail("mixed_encoding", "bytes that are not UTF-8 in a UTF-8 file",
+                                line_of(err.start)) from None
+            return
+        undefined = _CP1252_UNDEFINED.search(seg)
+        if undefined is not None:
+            raise self.fail("encoding", "bytes undefined in cp1252: neither UTF-8 nor cp1252",
+                            line_of(undefined.start()))
+        utf8_seq = _UTF8_SIGNATURE.search(seg)
+        if utf8_seq is not None:
+            raise self.fail("mixed_encoding", "UTF-8 sequences in a cp1252 file",
+                            line_of(utf8_seq.start()))
+
+    def _check_quote_places(self, a: np.ndarray, opens: np.ndarray, closes: np.ndarray,
+                            line_of: Callable[[int], int]) -> None:
+        """A quote opens a field right after a delimiter or a line start and closes it right
+        before a delimiter or a line end; ``""`` inside a quoted field is an escaped quote."""
+        allowed = np.array([self.delim, 10, 13, _QUOTE], dtype=np.uint8)
+        inner_open = opens[opens > 0]
+        bad_open = inner_open[~np.isin(a[inner_open - 1], allowed)]
+        has_next = closes + 1 < len(a)
+        bad = has_next.copy()
+        bad[has_next] = ~np.isin(a[closes[has_next] + 1], allowed)
+        bad_close = opens[:len(closes)][bad]  # reported where the quoted field opened
+        if len(bad_open) or len(bad_close):
+            first = min(int(x[0]) for x in (bad_open, bad_close) if len(x))
+            raise self.fail("unbalanced_quote", "a quote inside a field: quote the whole field "
+                            "and double the quotes within it", line_of(first))
+
+    def result(self) -> _Scan:
+        if self.break_rows:
+            rows = np.concatenate(self.break_rows).astype(np.int64)
+            deltas = np.concatenate(self.break_deltas).astype(np.int64)
+        else:
+            rows, deltas = np.array([0], dtype=np.int64), np.array([2], dtype=np.int64)
+        return _Scan(data_rows=max(self.records - 1, 0), header_line=self.header_line or 1,
+                     max_record_bytes=self.max_record, break_rows=rows, break_deltas=deltas)
+
+
+def _record_start_before(nl: np.ndarray, qp: np.ndarray, pos: int) -> int:
+    """Start of the record holding ``pos``: just after the last record end before it."""
+    before = nl[nl < pos]
+    ends = before[(np.searchsorted(qp, before) & 1) == 0]
+    return int(ends[-1]) + 1 if len(ends) else 0
+
+
+def _scan(path: Path, dialect: FileDialect, ncols: int, *, full: bool = True) -> _Scan:
+    """Stream the file in blocks, checking each run of whole records (memory stays flat).
+
+    ``full=False`` only locates records and their lines: a third of the work, for reading
+    a file already validated.
+    """
+    record_limit = max(_MIN_RECORD_LIMIT, ncols * (MAX_FIELD_BYTES + 3))
+    with path.open("rb") as handle:
+        data = handle.read(BLOCK_BYTES)
+        if data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM):]
+        sample = data[:SAMPLE_BYTES]
+        eol = 13 if b"\n" not in sample and b"\r" in sample else 10
+        scanner = _Scanner(path.name, dialect, ncols, eol, full)
+        while True:
+            more = handle.read(BLOCK_BYTES)
+            if not more:
+                scanner.segment(data, final=True)
+                break
+            cut = scanner.segment(data, final=False)
+            if cut == 0 and len(data) > record_limit:
+                raise _oversized(path.name, scanner.line_base + 1, data)
+            data = data[cut:] + more
+    return scanner.result()
+
+
+def _oversized(name: str, line: int, data: bytes) -> InputFileError:
+    if data.count(b'"') % 2:
+        return InputFileError(name, "unbalanced_quote", "a quote opened here is not closed "
+                              "within the size limit of a record", row=line)
+    return InputFileError(name, "field_too_large", "a field is longer than 64 KiB", row=line)
+
+
+def validate_whole_file(path: Path, profile: SourceProfile, dialect: FileDialect) -> int:
+    """Prove the whole file well-formed before anything is loaded; return its data rows.
+
+    One streaming pass: encoding, binary content, quoting, field count of every record,
+    field sizes. Raises :class:`InputFileError` naming the file, the line and the rule.
+    """
+    columns = _checked_columns(path, profile, dialect)
+    scan = _scan(path, dialect, len(columns))
+    if scan.data_rows == 0:
+        raise InputFileError(path.name, "header_only", "a header and no data row",
+                             row=scan.header_line)
+    log.debug("%s: %d data rows, well-formed (%s)", path.name, scan.data_rows, profile.name)
+    return scan.data_rows
+
+
+def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -> list[str]:
+    """Header names, after checking that every required and mapped column is there once."""
+    head = _read_head(path)
+    if not head.removeprefix(UTF8_BOM).strip() and path.stat().st_size <= len(head):
+        raise InputFileError(path.name, "empty_file", "the file holds no data")
+    columns = header_columns(path, dialect)
+    if len(columns) < 2:
+        raise InputFileError(path.name, "delimiter", f"the header does not split on "
+                             f"{_show(dialect.delimiter)}", row=1)
+    absent = [c for c in required_columns(profile) if c not in columns]
+    if absent:
+        raise InputFileError(path.name, "missing_column", f"profile {profile.name} needs "
+                             f"{', '.join(absent)}", row=1, column=absent[0])
+    wanted = set(profile.fields.values()) | set(required_columns(profile))
+    for col in wanted:
+        if columns.count(col) > 1:
+            raise InputFileError(path.name, "duplicate_column", "the column appears twice",
+                                 row=1, column=col)
+    return columns
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
+                chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Yield frames of at most ``chunk_rows`` records, columns named by internal field.
+
+    Every column of ``profile.fields`` is present (all missing when the file lacks an
+    optional column), plus ``consent`` for a consent-column profile, plus ``row_number``
+    (int64, the line where the record starts; header = line 1). Values are strings, missing
+    when empty (pandas' string dtype). Unmapped raw columns are never materialized.
+    For a people profile, ``frame.attrs["reference_date"]`` is the file's newest
+    ``created_at`` (see :func:`transforms.normalize.normalize_chunk`).
+    """
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be positive")
+    dialect = dialect or sniff_dialect(path, profile)
+    columns = _checked_columns(path, profile, dialect)
+    scan = _scan(path, dialect, len(columns), full=False)
+    names = _unique_names(columns)
+    mapping = dict(profile.fields)
+    if profile.lawful_basis == "consent_column" and profile.consent_column:
+        mapping["consent"] = profile.consent_column
+    present = {raw: names[columns.index(raw)] for raw in set(mapping.values()) if raw in columns}
+    include = [n for n in names if n in present.values()]
+    attrs: dict[str, object] = {}
+    if profile.kind == "people" and "created_at" in mapping and mapping["created_at"] in present:
+        attrs["reference_date"] = _newest_date(path, dialect, names, scan,
+                                               present[mapping["created_at"]],
+                                               profile.date_format)
+    done = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in _batches(path, dialect, names, include, scan):
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield _frame(table.slice(0, chunk_rows), mapping, present, scan, done, attrs)
+            done += chunk_rows
+            rest = table.slice(chunk_rows)
+            pending = rest.to_batches() if rest.num_rows else []
+            pending_rows = rest.num_rows
+    if pending_rows:
+        yield _frame(pa.Table.from_batches(pending), mapping, present, scan, done, attrs)
+        done += pending_rows
+    if done != scan.data_rows:
+        _diagnose(path, dialect, len(names))
+
+
+def _unique_names(columns: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, col in enumerate(columns):
+        label = col or f"_column_{i + 1}"
+        if label in seen:
+            seen[label] += 1
+            label = f"{label}__{seen[label]}"
+        else:
+            seen[label] = 0
+        out.append(label)
+    return out
+
+
+def _batches(path: Path, dialect: FileDialect, names: list[str], include: list[str],
+             scan: _Scan) -> Iterator[pa.RecordBatch]:
+    block = max(BLOCK_BYTES, 2 * scan.max_record_bytes + 1024)
+    read_options = pacsv.ReadOptions(
+        column_names=names, skip_rows=scan.header_line, block_size=block,
+        encoding="utf8" if dialect.encoding.startswith("utf-8") else dialect.encoding)
+    parse_options = pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char='"',
+                                       double_quote=True, escape_char=False,
+                                       newlines_in_values=True, ignore_empty_lines=True)
+    convert_options = pacsv.ConvertOptions(
+        include_columns=include, column_types={n: pa.string() for n in include},
+        strings_can_be_null=True, quoted_strings_can_be_null=True, null_values=[""],
+        true_values=[], false_values=[])
+    try:
+        reader = pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                                convert_options=convert_options)
+        yield from reader
+    except (pa.ArrowException, UnicodeDecodeError, ValueError):
+        failed = True  # never chain the parser's error: its message quotes the offending line
+    else:
+        failed = False
+    if failed:
+        _diagnose(path, dialect, len(names))
+
+
+def _diagnose(path: Path, dialect: FileDialect, ncols: int) -> NoReturn:
+    """The CSV reader failed: the full scan names the rule and line (it raises)."""
+    _scan(path, dialect, ncols, full=True)
+    raise InvariantViolation(f"{path.name}: the CSV reader rejected a file the structural scan "
+                             "accepted")
+
+
+def _frame(table: pa.Table, mapping: Mapping[str, str], present: Mapping[str, str], scan: _Scan,
+           first: int, attrs: Mapping[str, object]) -> pd.DataFrame:
+    n = table.num_rows
+    data: dict[str, pd.Series] = {}
+    converted: dict[str, pd.Series] = {}
+    for internal, raw in mapping.items():
+        if raw in present:
+            column = present[raw]
+            if column not in converted:
+                converted[column] = table.column(column).to_pandas()
+            data[internal] = converted[column]
+        else:
+            data[internal] = pd.Series([None] * n, dtype="str")
+    frame = pd.DataFrame(data)
+    frame["row_number"] = scan.lines(first, n)
+    frame.attrs.update(attrs)
+    return frame
+
+
+def _newest_date(path: Path, dialect: FileDialect, names: list[str], scan: _Scan, column: str,
+                 date_format: str) -> date | None:
+    """The newest parseable date of one column (a people file's reference date)."""
+    from transforms.normalize import parse_dates
+
+    newest: date | None = None
+    for batch in _batches(path, dialect, names, [column], scan):
+        found = pc.max(parse_dates(batch.column(0).unique(), date_format)).as_py()
+        if found is not None and (newest is None or found > newest):
+            newest = found
+    return newest
