@@ -292,6 +292,7 @@ def _metadata(plan: Plan, query: Query, entry: LedgerEntry, result: QueryResultL
         "release_id": entry.release_id, "ledger_seq": entry.seq, "entry_hash": entry.entry_hash,
         "dataset_id": plan.dataset_id, "run_id": run_id, "plan_hash": entry.plan_hash,
         "query_name": query.name, "query": json.loads(entry.query),
+        "query_canonical": entry.query,  # exactly as in the ledger entry
         "title": query.title, "title_fr": query.title_fr, "measure": query.measure,
         "group_by": list(query.group_by),
         "mechanism": result.mechanism, "ledger_mechanism": entry.mechanism,
