@@ -29,7 +29,9 @@ def version() -> None:
 def _register() -> None:
     # Each command module adds its commands to `app`; heavy imports wait until a command runs.
     from cli import audit, demo, ingest, keys, release  # noqa: F401
+    from cli import doctor, report  # noqa: F401
     from cli import synth  # noqa: F401
+    from cli import validate  # noqa: F401
 
 
 _register()
