@@ -84,6 +84,9 @@ DEFAULT_CLIP: Mapping[str, tuple[float, float]] = {
     "support_level": (1.0, 5.0),
 }
 
+#: Quantile levels must be exact binary fractions: OpenDP approximates others coarsely.
+MAX_QUANTILE_DENOMINATOR = 1024
+
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RHO_DIGITS = 12  # (ε, δ) → ρ is floored to a multiple of 10**-12
 
@@ -264,6 +267,9 @@ class Query(_Frozen):
                 raise ValueError("quantiles: a quantile query lists at least one, e.g. [0.5]")
             if any(not 0 < q < 1 for q in self.quantiles):
                 raise ValueError("quantiles: each must be strictly between 0 and 1")
+            if any(Fraction(q).denominator > MAX_QUANTILE_DENOMINATOR for q in self.quantiles):
+                raise ValueError("quantiles: use levels that are multiples of 1/1024 (0.5, "
+                                 "0.25, 0.75, 0.125...): OpenDP scores them exactly")
         elif self.quantiles:
             raise ValueError(f"quantiles: only for a quantile measure, not {self.measure}")
         if self.measure == "histogram" and not self.group_by:

@@ -1,0 +1,203 @@
+"""User-level contribution bounding: cut each person down to the plan's declared bounds.
+
+The DP guarantee of a release is only as good as its sensitivity, and the sensitivity is
+only as good as the bound on what one person contributes. OpenDP 0.16's own truncation is
+not usable here (``truncate_num_groups`` crashes with ``keep="sample"`` and keeps k−1
+groups with ``keep="first"``; see also opendp#2945 and #2949), so Isoloir bounds
+contributions itself, deterministically, *before* the data reaches OpenDP, and declares the
+bound to OpenDP (``dp.polars.Bound(by=["cell"], per_group=..., num_groups=G)``), which
+derives the sensitivity and the noise from it.
+
+Rows arrive as ``(person_key, cell, value)`` where ``cell`` is the index of the row's group
+in the query's public key set (rows outside it were already dropped: they can never be
+published, so they must not use up a person's group allowance). For each person:
+
+* in each cell, only the first ``max_rows_per_group`` rows count (snapshot order, i.e. the
+  primary key: deterministic and unrelated to the values);
+* at most ``max_groups`` cells are kept: those where the person has the most counted rows,
+  ties broken by a per-person rotation of the cell order, so that cuts spread evenly over
+  groups instead of always falling on the last weeks or the last codes.
+
+Two output shapes. ``aggregate``: one row per kept (person, cell) with ``n`` (rows counted,
+≤ R) and ``total`` (the value summed over those rows); the DP step is then a bounded sum
+with one row per person and cell. ``rows``: the kept rows themselves (≤ R per person and
+cell), for quantiles. The work is a stable sort on one integer key plus vectorized run
+arithmetic; the snapshot is written person by person, so the sort is nearly free.
+
+>>> rows = pl.DataFrame({"person_key": [7] * 5 + [8], "cell": [0, 0, 0, 1, 2, 0]})
+>>> out = bound_contributions(rows, bounds=Bounds(max_groups=2, max_rows_per_group=2),
+...                           n_cells=3, shape="aggregate")
+>>> out.filter(pl.col("person_key") == 7)["n"].to_list()  # 3 rows in cell 0 count as 2
+[2, 1]
+>>> max_contribution(out)
+Contribution(cells=2, frame_rows_per_cell=1, counted_rows_per_cell=2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from core.errors import InvariantViolation, PlanError
+from privacy.plan import Bounds
+
+PERSON = "person_key"
+CELL = "cell"
+VALUE = "value"
+COUNT = "n"
+TOTAL = "total"
+
+_ROTATION = 2_654_435_761  # Knuth's multiplicative constant: spreads persons over rotations
+_INT64_MAX = int(np.iinfo(np.int64).max)
+_PERSON_LIMIT = 2**31
+
+
+@dataclass(frozen=True)
+class Clipping:
+    """Where values are clipped: each row (means, quantiles) or each person-cell total (sums)."""
+
+    lower: int
+    upper: int
+    per: Literal["row", "total"]
+
+    def __post_init__(self) -> None:
+        if self.lower > self.upper:
+            raise PlanError(f"clipping bounds [{self.lower}, {self.upper}] are empty")
+
+
+def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
+                        shape: Literal["aggregate", "rows"],
+                        clipping: Clipping | None = None) -> pl.DataFrame:
+    """Cut ``rows`` (person_key, cell[, value]) so that no person exceeds ``bounds``.
+
+    Returns, for ``aggregate``: person_key, cell, n, total (total is 0 without a value);
+    for ``rows``: person_key, cell, value. The ``person_key`` column is kept so that tests
+    can check the bound; the engine drops it before OpenDP sees the frame.
+    """
+    if n_cells < 1:
+        raise PlanError("a query needs at least one public cell")
+    limit = bounds.max_rows_per_group
+    if _PERSON_LIMIT * (limit + 1) * n_cells >= _INT64_MAX:
+        raise PlanError(f"bounds too large to sort: {limit} rows × {n_cells} cells")
+    has_value = VALUE in rows.columns
+    if shape == "rows" and not has_value:
+        raise InvariantViolation("row-shaped bounding needs a value column")
+    if rows.height == 0:
+        return _empty(shape)
+    _check_keys(rows, n_cells)
+
+    comp = rows.select(pl.col(PERSON).cast(pl.Int64) * n_cells
+                       + pl.col(CELL).cast(pl.Int64)).to_series().to_numpy()
+    value = None
+    if has_value:
+        column = pl.col(VALUE).cast(pl.Int64)
+        if clipping is not None and clipping.per == "row":
+            column = column.clip(clipping.lower, clipping.upper)
+        value = rows.select(column).to_series().to_numpy()
+    # Stable sort by (person, cell): within one person and cell the snapshot order stays.
+    if not bool(np.all(comp[1:] >= comp[:-1])):
+        order = np.argsort(comp, kind="stable")
+        comp = comp[order]
+        value = None if value is None else value[order]
+        del order
+
+    size = len(comp)
+    run_start = np.flatnonzero(np.diff(comp, prepend=np.int64(-1)))
+    run_len = np.diff(run_start, append=np.int64(size))
+    counted = None  # all rows count unless some person has more than R rows in a cell
+    if int(run_len.max()) > limit:
+        counted = (np.arange(size) - np.repeat(run_start, run_len)) < limit
+    run_comp = comp[run_start]
+    run_n = np.minimum(run_len, limit)
+    keep_run = _choose_cells(run_comp // n_cells, run_comp % n_cells, run_n,
+                             groups=bounds.max_groups, limit=limit, n_cells=n_cells)
+
+    if shape == "rows":
+        assert value is not None
+        keep = np.repeat(keep_run, run_len)
+        if counted is not None:
+            keep &= counted
+        kept = comp[keep]
+        return pl.DataFrame({PERSON: kept // n_cells, CELL: kept % n_cells, VALUE: value[keep]},
+                            schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
+
+    if value is None:
+        totals = np.zeros(len(run_start), dtype=np.int64)
+    else:
+        summed = value if counted is None else np.where(counted, value, 0)
+        totals = np.add.reduceat(summed, run_start)
+        if clipping is not None and clipping.per == "total":
+            totals = np.clip(totals, clipping.lower, clipping.upper)
+    run_comp = run_comp[keep_run]
+    return pl.DataFrame({PERSON: run_comp // n_cells, CELL: run_comp % n_cells,
+                         COUNT: run_n[keep_run], TOTAL: totals[keep_run]},
+                        schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
+                                TOTAL: pl.Int64})
+
+
+def _check_keys(rows: pl.DataFrame, n_cells: int) -> None:
+    """Refuse keys the sort arithmetic cannot hold (a bug upstream, never a data value)."""
+    pmin, pmax, cmin, cmax, nulls = rows.select(
+        pmin=pl.col(PERSON).min(), pmax=pl.col(PERSON).max(), cmin=pl.col(CELL).min(),
+        cmax=pl.col(CELL).max(), nulls=pl.col(PERSON).null_count() + pl.col(CELL).null_count(),
+    ).row(0)
+    if nulls or pmin < 0 or pmax >= _PERSON_LIMIT:
+        raise InvariantViolation("person keys must be non-negative integers below 2**31")
+    if cmin < 0 or cmax >= n_cells:
+        raise InvariantViolation("cells must index the public key set")
+
+
+def _choose_cells(run_person: np.ndarray, run_cell: np.ndarray, run_n: np.ndarray, *,
+                  groups: int, limit: int, n_cells: int) -> np.ndarray:
+    """Mark the (person, cell) runs kept: at most ``groups`` per person, fullest first,
+    ties broken by a per-person rotation of the cell order."""
+    runs = len(run_person)
+    keep = np.ones(runs, dtype=bool)
+    if groups >= n_cells:
+        return keep  # nobody can exceed the bound
+    person_start = np.flatnonzero(np.diff(run_person, prepend=np.int64(-1)))
+    person_runs = np.diff(person_start, append=np.int64(runs))
+    if int(person_runs.max()) <= groups:
+        return keep
+    idx = np.flatnonzero(np.repeat(person_runs > groups, person_runs))
+    p, c, n = run_person[idx], run_cell[idx], run_n[idx]
+    tie = (c - (p * _ROTATION) % n_cells) % n_cells
+    priority = p * ((limit + 1) * n_cells) + (limit - n) * n_cells + tie
+    order = np.argsort(priority, kind="stable")
+    sorted_person = p[order]
+    starts = np.flatnonzero(np.diff(sorted_person, prepend=np.int64(-1)))
+    lengths = np.diff(starts, append=np.int64(len(order)))
+    rank = np.arange(len(order)) - np.repeat(starts, lengths)
+    keep[idx[order[rank >= groups]]] = False
+    return keep
+
+
+def _empty(shape: Literal["aggregate", "rows"]) -> pl.DataFrame:
+    if shape == "rows":
+        return pl.DataFrame(schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
+    return pl.DataFrame(schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
+                                TOTAL: pl.Int64})
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """The most any one person contributes to a bounded frame: what the bound promises."""
+
+    cells: int  # distinct cells of one person
+    frame_rows_per_cell: int  # rows of one person in one cell, as OpenDP sees the frame
+    counted_rows_per_cell: int  # source rows of one person counted in one cell
+
+
+def max_contribution(bounded: pl.DataFrame) -> Contribution:
+    """Measure the largest contribution of one person in a bounded frame (tests, audit)."""
+    if bounded.height == 0:
+        return Contribution(0, 0, 0)
+    counted = pl.col(COUNT).sum() if COUNT in bounded.columns else pl.len()
+    per_cell = bounded.group_by(PERSON, CELL).agg(frame_rows=pl.len(), counted=counted)
+    cells = per_cell.group_by(PERSON).agg(cells=pl.len())
+    return Contribution(cells=int(cells["cells"].max()),  # type: ignore[arg-type]
+                        frame_rows_per_cell=int(per_cell["frame_rows"].max()),  # type: ignore[arg-type]
+                        counted_rows_per_cell=int(per_cell["counted"].max()))  # type: ignore[arg-type]

@@ -1,0 +1,592 @@
+"""The DP release engine: one plan query → one OpenDP measurement → one noisy table.
+
+How a query runs (:func:`run_query`), after the accountant has charged its ρ:
+
+1. **Public cells.** The query's group columns are crossed into *cells*, one per
+   combination of public keys (COG lists, vocabularies, the plan's ISO weeks and months;
+   :func:`privacy.plan.public_keys`). A row whose group value is not a public key is dropped
+   before anything else: its group could never be published. Keys never come from data.
+2. **User-level bounding** (:mod:`privacy.bounding`): each person keeps at most
+   ``max_groups`` cells and ``max_rows_per_group`` rows per cell; counts and sums are
+   pre-aggregated to one row per (person, cell), values clipped.
+3. **OpenDP.** The bounded frame (person keys dropped) is written to secure scratch Parquet
+   and read lazily (``scan_parquet``). One measurement is built with
+   ``make_private_lazyframe`` over the declared privacy unit
+   ``[Bound(by=["cell"], per_group=P, num_groups=G), Bound(per_group=P·G)]``; OpenDP derives
+   the sensitivity from that bound, and the noise scale is calibrated so that OpenDP's own
+   privacy map is at most ``float(ρ)`` rounded *down* (never more than what was charged).
+   Groups come from ``with_keys``-style left join on the public cells.
+4. **Accuracy.** Each cell carries its 95 % CI half-width (``summarize_polars_measurement``)
+   and its noise scale; ratios and quantiles get conservative intervals built from the DP
+   outputs only (see :func:`_mean_table`, :func:`_quantile_table`).
+
+No noise is drawn outside OpenDP, and nothing here uses ``numpy.random``.
+:func:`postprocess` then rounds, clamps counts at 0, computes shares and rates from noisy
+totals, and the steps are listed in ``metadata["post_processing"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, cast
+
+import opendp.prelude as dp
+import polars as pl
+
+from core.errors import InvariantViolation, PlanError
+from core.vocabulary import CONTACT_MADE_RESULTS
+from privacy.bounding import (
+    CELL,
+    COUNT,
+    PERSON,
+    TOTAL,
+    VALUE,
+    Clipping,
+    bound_contributions,
+)
+from privacy.plan import Plan, Query, public_keys
+from warehouse.reader import ReleaseData, snapshot_warehouse
+
+__all__ = ["ReleaseData", "QueryResult", "snapshot_warehouse", "run_query", "postprocess",
+           "mechanism_name", "float_rho_down", "CellKeys", "cell_keys"]
+
+log = logging.getLogger(__name__)
+
+ALPHA = 0.05  # 95 % intervals
+#: Public bound on rows per group declared to OpenDP's margin (used for overflow checks).
+#: Deliberately far above any real group: OpenDP takes the per-person bound for sensitivity.
+MAX_GROUP_ROWS = 2**31 - 1
+#: Quantile candidates: this many evenly spaced values over the clipping range.
+N_CANDIDATES = 201
+#: A quantile's interval is bracketed by DP quantiles at q ± this window (a power of 2, so
+#: OpenDP scores the level exactly).
+QUANTILE_WINDOW = Fraction(1, 8)
+_MAX_CALIBRATION_STEPS = 60
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The raw DP output of one query, before post-processing."""
+
+    query: Query
+    rho: Fraction
+    mechanism: str
+    table: pl.DataFrame
+    metadata: Mapping[str, Any]
+
+
+# ----------------------------------------------------------------------------- budget
+
+def float_rho_down(rho: Fraction) -> float:
+    """The largest float ≤ ``rho``: OpenDP takes floats, and must never spend more.
+
+    >>> from fractions import Fraction
+    >>> Fraction(float_rho_down(Fraction(1, 3))) <= Fraction(1, 3)
+    True
+    """
+    if rho <= 0:
+        raise InvariantViolation("a release needs a positive ρ")
+    value = float(rho)
+    while Fraction(value) > rho:
+        value = math.nextafter(value, 0.0)
+    return value
+
+
+def mechanism_name(query: Query) -> str:
+    """The mechanism a query uses, as recorded in the ledger before noise is drawn."""
+    if query.measure == "quantile":
+        return "exponential+gaussian (zCDP)"
+    return "gaussian (zCDP)"
+
+
+# ----------------------------------------------------------------------------- cells
+
+@dataclass(frozen=True)
+class CellKeys:
+    """The public cells of a query: one per combination of its group columns' public keys."""
+
+    columns: tuple[str, ...]
+    keys: tuple[tuple[Any, ...], ...]  # per column, its public keys in order
+    labels: pl.DataFrame  # cell, then one column per group column
+
+    @property
+    def n_cells(self) -> int:
+        return self.labels.height
+
+
+def cell_keys(plan: Plan, query: Query) -> CellKeys:
+    """Cross the public key sets of the query's group columns into numbered cells."""
+    keys = tuple(tuple(public_keys(plan, column)) for column in query.group_by)
+    combos = list(itertools.product(*keys)) if keys else [()]
+    data: dict[str, Any] = {CELL: list(range(len(combos)))}
+    schema: dict[str, Any] = {CELL: pl.Int64}
+    for i, column in enumerate(query.group_by):
+        data[column] = [combo[i] for combo in combos]
+        schema[column] = pl.Int64 if column == "support_level" else pl.String
+    return CellKeys(columns=query.group_by, keys=keys, labels=pl.DataFrame(data, schema=schema))
+
+
+def _cell_expr(cells: CellKeys) -> pl.Expr:
+    """Map a row's group values to its cell index (null when a value is not a public key)."""
+    if not cells.columns:
+        return pl.lit(0, dtype=pl.Int64)
+    expr: pl.Expr | None = None
+    for column, keys in zip(cells.columns, cells.keys, strict=True):
+        texts = [str(k) for k in keys]
+        code = (pl.col(column).cast(pl.String).cast(pl.Enum(texts), strict=False)
+                .to_physical().cast(pl.Int64))
+        expr = code if expr is None else expr * len(texts) + code
+    assert expr is not None
+    return expr
+
+
+def _value_expr(query: Query) -> pl.Expr | None:
+    if query.value is None:
+        return None
+    if query.value == "contact_made":
+        return (pl.when(pl.col("result").is_null()).then(None)
+                .otherwise(pl.col("result").is_in(sorted(CONTACT_MADE_RESULTS))).cast(pl.Int64))
+    return pl.col(query.value).cast(pl.Int64)
+
+
+def _filter_expr(column: str, wanted: Any) -> pl.Expr:
+    if column == "contact_made":
+        made = pl.col("result").is_in(sorted(CONTACT_MADE_RESULTS))
+        return made if wanted else ~made
+    if isinstance(wanted, bool):
+        return pl.col(column) == wanted
+    if column == "support_level":
+        return pl.col(column).cast(pl.Int64) == int(wanted)
+    return pl.col(column).cast(pl.String) == str(wanted)
+
+
+def load_rows(query: Query, data: ReleaseData, cells: CellKeys) -> pl.DataFrame:
+    """The query's rows as (person_key, cell[, value]): filtered, public cells only."""
+    path = data.tables.get(query.table)
+    if path is None:
+        raise InvariantViolation(f"the snapshot has no {query.table} table")
+    frame = pl.scan_parquet(path)
+    for column, wanted in sorted(query.where.items()):
+        frame = frame.filter(_filter_expr(column, wanted))
+    selected = [pl.col(PERSON).cast(pl.Int64), _cell_expr(cells).alias(CELL)]
+    value = _value_expr(query)
+    if value is not None:
+        selected.append(value.alias(VALUE))
+    out = frame.select(selected).drop_nulls()  # unknown group key or missing value: left out
+    return out.collect()
+
+
+# ----------------------------------------------------------------------------- OpenDP
+
+def _col(name: str) -> Any:
+    """A column with OpenDP's ``.dp`` expression namespace (registered at runtime)."""
+    return cast(Any, pl.col(name))
+
+
+def _integer_clip(query: Query) -> tuple[int, int]:
+    """Clipping bounds as integers (values are whole cents, flags, levels): rounded inward."""
+    lower, upper = query.clip_bounds()
+    lo, hi = math.ceil(lower), math.floor(upper)
+    if lo > hi:
+        raise PlanError(f"query {query.name}: clip {query.clip_bounds()} holds no whole value")
+    return lo, hi
+
+
+def _candidates(lower: int, upper: int) -> list[int]:
+    """Evenly spaced integer candidates over [lower, upper] (at most N_CANDIDATES, distinct)."""
+    steps = min(N_CANDIDATES - 1, upper - lower)
+    if steps <= 0:
+        return [lower]
+    return sorted({lower + round(i * (upper - lower) / steps) for i in range(steps + 1)})
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How a query becomes an OpenDP plan: frame shape, aggregates and the declared bound."""
+
+    shape: str  # "aggregate" or "rows"
+    clipping: Clipping | None
+    aggregates: tuple[pl.Expr, ...]
+    per_group: int  # frame rows of one person in one cell
+    levels: tuple[tuple[str, Fraction], ...] = ()  # quantile aggregates: (column, level)
+    candidates: tuple[int, ...] = ()
+
+
+def _spec(query: Query) -> _Spec:
+    bounds = query.bounds
+    limit = bounds.max_rows_per_group
+    if query.measure in ("count", "histogram"):
+        return _Spec("aggregate", None, (_col(COUNT).dp.sum((0, limit)).alias("count"),), 1)
+    lo, hi = _integer_clip(query)
+    if query.measure == "sum":
+        return _Spec("aggregate", Clipping(lo, hi, "total"),
+                     (_col(TOTAL).dp.sum((lo, hi)).alias("sum"),), 1)
+    if query.measure == "mean":
+        numerator = (min(0, limit * lo), max(0, limit * hi))
+        return _Spec("aggregate", Clipping(lo, hi, "row"),
+                     (_col(TOTAL).dp.sum(numerator).alias("numerator"),
+                      _col(COUNT).dp.sum((0, limit)).alias("denominator")), 1)
+    # quantile: each level q, bracketed by q ± window, plus a noisy row count per cell
+    candidates = _candidates(lo, hi)
+    levels: dict[Fraction, None] = {}
+    for q in query.quantiles:
+        level = Fraction(q)
+        for bracket in (level - QUANTILE_WINDOW, level, level + QUANTILE_WINDOW):
+            if 0 < bracket < 1:
+                levels[bracket] = None
+    named = tuple((f"q_{i}", level) for i, level in enumerate(sorted(levels)))
+    aggregates = tuple(_col(VALUE).dp.quantile(float(level), candidates).alias(name)
+                       for name, level in named)
+    rows = dp.len(signed=True).alias("rows")  # noisy row count per cell, for the intervals
+    return _Spec("rows", Clipping(lo, hi, "row"), (*aggregates, rows), limit, named,
+                 tuple(candidates))
+
+
+def _declared_bound(spec: _Spec, query: Query) -> list[Any]:
+    groups = query.bounds.max_groups
+    return [dp.polars.Bound(by=[CELL], per_group=spec.per_group, num_groups=groups),
+            dp.polars.Bound(per_group=spec.per_group * groups)]
+
+
+def _measurement(spec: _Spec, query: Query, frame_schema: Mapping[str, Any], n_cells: int,
+                 rho: float) -> tuple[Any, list[Any], float]:
+    """Build the measurement and calibrate its scale so that OpenDP's map is ≤ ``rho``."""
+    dp.enable_features("contrib")
+    domain = dp.lazyframe_domain([dp.series_domain(name, dp.atom_domain(T="i64"))
+                                  for name in frame_schema])
+    domain = dp.with_margin(domain, dp.polars.Margin(by=[CELL], max_length=MAX_GROUP_ROWS))
+    d_in = _declared_bound(spec, query)
+    metric, _ = dp.unit_of(contributions=d_in)
+    grouped = pl.LazyFrame(schema=dict(frame_schema)).group_by(CELL).agg(*spec.aggregates)
+    keys = pl.LazyFrame({CELL: list(range(n_cells))}, schema={CELL: pl.Int64})
+    plan = keys.join(grouped, how="left", on=[CELL], nulls_equal=True)  # public keys only
+
+    def make(scale: float) -> Any:
+        return dp.m.make_private_lazyframe(domain, metric, dp.zero_concentrated_divergence(),
+                                           plan, global_scale=scale)
+
+    unit = make(1.0).map(d_in)
+    scale = math.sqrt(unit / rho)  # ρ scales as 1/scale² for Gaussian and Gumbel noise
+    for _ in range(_MAX_CALIBRATION_STEPS):
+        measurement = make(scale)
+        spent = measurement.map(d_in)
+        if spent <= rho:
+            return measurement, d_in, float(spent)
+        scale *= 1 + 1e-12 + (spent / rho - 1)
+    raise InvariantViolation(f"query {query.name}: could not calibrate the noise to ρ={rho}")
+
+
+@contextlib.contextmanager
+def _scratch_parquet(frame: pl.DataFrame, directory: Path) -> Iterator[pl.LazyFrame]:
+    """Write the bounded frame to secure scratch and scan it; the file is removed after."""
+    path = directory / f".bounded-{uuid.uuid4().hex}.parquet"
+    try:
+        frame.write_parquet(path, compression="lz4", statistics=False)
+        yield pl.scan_parquet(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> QueryResult:
+    """Run one query: bound, build the OpenDP measurement for ``rho``, draw the noise once."""
+    if query not in plan.releases:
+        raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
+    dp.enable_features("contrib")
+    target = float_rho_down(rho)
+    cells = cell_keys(plan, query)
+    spec = _spec(query)
+    rows = load_rows(query, data, cells)
+    bounded = bound_contributions(rows, bounds=query.bounds, n_cells=cells.n_cells,
+                                  shape="rows" if spec.shape == "rows" else "aggregate",
+                                  clipping=spec.clipping)
+    del rows
+    frame = bounded.drop(PERSON)
+    del bounded
+    if frame.height >= MAX_GROUP_ROWS:
+        raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
+    measurement, d_in, spent = _measurement(spec, query, frame.schema, cells.n_cells, target)
+    if Fraction(spent) > rho:
+        raise InvariantViolation(f"OpenDP would spend {spent} > charged {rho}")
+    aggregates = _aggregates(measurement)
+    directory = next(iter(data.tables.values())).parent
+    with _scratch_parquet(frame, directory) as scanned:
+        released = measurement(scanned).collect()  # the only place noise is drawn
+    del frame
+    released = cells.labels.join(released, on=CELL, how="left").sort(CELL)
+    if query.measure == "mean":
+        table, notes = _mean_table(query, cells, released, aggregates)
+    elif query.measure == "quantile":
+        table, notes = _quantile_table(query, cells, released, aggregates, spec)
+    else:
+        table, notes = _total_table(query, cells, released, aggregates)
+    metadata = _metadata(query, plan, spec, cells, aggregates, rho=rho, spent=spent, d_in=d_in,
+                         notes=notes)
+    log.info("query %s released over %d public cells", query.name, cells.n_cells)
+    return QueryResult(query=query, rho=rho, mechanism=mechanism_name(query), table=table,
+                       metadata=metadata)
+
+
+# ----------------------------------------------------------------------------- tables
+
+@dataclass(frozen=True)
+class _Aggregate:
+    column: str
+    aggregate: str
+    distribution: str
+    scale: float
+
+
+def _aggregates(measurement: Any) -> dict[str, _Aggregate]:
+    """The noise of each released aggregate, as OpenDP's measurement states it."""
+    from opendp.accuracy import summarize_polars_measurement
+
+    summary = summarize_polars_measurement(measurement)  # scales only: cheap
+    return {r["column"]: _Aggregate(r["column"], r["aggregate"], r["distribution"],
+                                    float(r["scale"])) for r in summary.iter_rows(named=True)}
+
+
+#: Above this scale the discrete Gaussian's exact tail costs seconds; the continuous one,
+#: rounded up plus one unit, is then a conservative stand-in (they differ by < 1 unit).
+_EXACT_TAIL_MAX_SCALE = 1e4
+
+
+def ci_halfwidth(aggregate: _Aggregate, alpha: float) -> float:
+    """Half-width of the (1 − alpha) interval of one aggregate's noise (OpenDP's formulas)."""
+    if "Gaussian" not in aggregate.distribution:
+        return math.nan  # quantiles: their error is stated in ranks
+    if aggregate.distribution.startswith("Integer"):
+        if aggregate.scale <= _EXACT_TAIL_MAX_SCALE:
+            return float(dp.discrete_gaussian_scale_to_accuracy(aggregate.scale, alpha))
+        return float(math.ceil(dp.gaussian_scale_to_accuracy(aggregate.scale, alpha)) + 1)
+    return float(dp.gaussian_scale_to_accuracy(aggregate.scale, alpha))
+
+
+def _accuracy(aggregates: Mapping[str, _Aggregate], column: str,
+              alpha: float = ALPHA) -> tuple[float, float]:
+    aggregate = aggregates.get(column)
+    if aggregate is None:
+        raise InvariantViolation(f"OpenDP's measurement has no aggregate {column}")
+    return aggregate.scale, ci_halfwidth(aggregate, alpha)
+
+
+def _total_table(query: Query, cells: CellKeys, released: pl.DataFrame,
+                 aggregates: Mapping[str, _Aggregate]) -> tuple[pl.DataFrame, list[str]]:
+    column = "sum" if query.measure == "sum" else "count"
+    scale, halfwidth = _accuracy(aggregates, column)
+    table = released.select(
+        *cells.columns,
+        pl.col(column).cast(pl.Float64).alias("estimate"),
+        pl.lit(halfwidth, pl.Float64).alias("ci95_halfwidth"),
+        pl.lit(scale, pl.Float64).alias("noise_scale"),
+    )
+    return table, []
+
+
+def _mean_table(query: Query, cells: CellKeys, released: pl.DataFrame,
+                aggregates: Mapping[str, _Aggregate]) -> tuple[pl.DataFrame, list[str]]:
+    """Ratio of two noisy sums; its interval combines the two 97.5 % intervals (Bonferroni)."""
+    num_scale, num_half = _accuracy(aggregates, "numerator", ALPHA / 2)
+    den_scale, den_half = _accuracy(aggregates, "denominator", ALPHA / 2)
+    lo, hi = _integer_clip(query)
+    num = pl.col("numerator").cast(pl.Float64)
+    den = pl.col("denominator").cast(pl.Float64)
+    corners = [(num + a) / (den + b) for a in (-num_half, num_half) for b in (-den_half, den_half)]
+    bounded = (den - den_half) > 0
+    low = pl.when(bounded).then(pl.min_horizontal(*corners).clip(lo, hi)).otherwise(float(lo))
+    high = pl.when(bounded).then(pl.max_horizontal(*corners).clip(lo, hi)).otherwise(float(hi))
+    table = released.select(
+        *cells.columns,
+        pl.when(den > 0).then(num / den).otherwise(None).alias("estimate"),
+        low.alias("ci95_low"), high.alias("ci95_high"),
+        pl.lit(num_scale, pl.Float64).alias("noise_scale"),
+        num.alias("numerator"), den.alias("denominator"),
+        pl.lit(num_half, pl.Float64).alias("numerator_ci975_halfwidth"),
+        pl.lit(den_half, pl.Float64).alias("denominator_ci975_halfwidth"),
+        pl.lit(den_scale, pl.Float64).alias("denominator_noise_scale"),
+    ).with_columns(
+        pl.max_horizontal(pl.col("estimate").fill_null((lo + hi) / 2) - pl.col("ci95_low"),
+                          pl.col("ci95_high") - pl.col("estimate").fill_null((lo + hi) / 2),
+                          pl.lit(0.0)).alias("ci95_halfwidth"))
+    notes = ["mean = noisy numerator / noisy denominator (both OpenDP Gaussian sums); its "
+             "95 % interval spans the ratios of the two 97.5 % intervals' ends (Bonferroni), "
+             "clipped to the value range, and is the whole range when the denominator's "
+             "interval reaches 0"]
+    return table, notes
+
+
+def _quantile_table(query: Query, cells: CellKeys, released: pl.DataFrame,
+                    aggregates: Mapping[str, _Aggregate], spec: _Spec
+                    ) -> tuple[pl.DataFrame, list[str]]:
+    """Quantiles from OpenDP's exponential mechanism, with intervals from bracketing quantiles.
+
+    The interval of the q-quantile is [Q̂(q − w), Q̂(q + w)] (w = QUANTILE_WINDOW) when the
+    DP row count shows the bracketing quantiles' rank error (from their Gumbel scale) is
+    below w·n; otherwise that side widens to the clipping bound. The failure probability is
+    split in three (count, lower, upper), so the interval holds with ≥ 95 % probability.
+    """
+    lo, hi = _integer_clip(query)
+    beta = ALPHA / 3
+    rows_scale, rows_margin = _accuracy(aggregates, "rows", 2 * beta)  # one-sided β
+    rows_low = pl.col("rows").cast(pl.Float64) - rows_margin  # n ≥ this w.p. ≥ 1 − β
+    k = len(spec.candidates)
+    by_level = dict((level, name) for name, level in spec.levels)
+    frames = []
+    for q in query.quantiles:
+        level = Fraction(q)
+        name = by_level[level]
+        scale = aggregates[name].scale
+        rank_error = scale * math.log(max(k - 1, 1) / beta) / level.denominator
+        low: pl.Expr = pl.lit(float(lo))
+        high: pl.Expr = pl.lit(float(hi))
+        for side, bracket in (("low", level - QUANTILE_WINDOW), ("high", level + QUANTILE_WINDOW)):
+            if bracket not in by_level:
+                continue
+            b_scale = aggregates[by_level[bracket]].scale
+            b_error = b_scale * math.log(max(k - 1, 1) / beta) / bracket.denominator
+            valid = rows_low * float(QUANTILE_WINDOW) >= b_error
+            value = pl.col(by_level[bracket]).cast(pl.Float64)
+            if side == "low":
+                low = pl.when(valid).then(value).otherwise(float(lo))
+            else:
+                high = pl.when(valid).then(value).otherwise(float(hi))
+        estimate = pl.col(name).cast(pl.Float64)
+        frames.append(released.select(
+            *cells.columns,
+            pl.lit(float(q), pl.Float64).alias("quantile"),
+            estimate.alias("estimate"),
+            pl.min_horizontal(low, estimate).alias("ci95_low"),
+            pl.max_horizontal(high, estimate).alias("ci95_high"),
+            pl.lit(scale, pl.Float64).alias("noise_scale"),
+            pl.lit(rank_error, pl.Float64).alias("rank_error95"),
+            pl.col("rows").cast(pl.Float64).alias("rows_estimate"),
+            pl.lit(rows_scale, pl.Float64).alias("rows_noise_scale"),
+        ).with_columns(pl.max_horizontal(pl.col("estimate") - pl.col("ci95_low"),
+                                         pl.col("ci95_high") - pl.col("estimate"))
+                       .alias("ci95_halfwidth")))
+    notes = [f"quantile = OpenDP exponential mechanism (Gumbel) over {k} evenly spaced "
+             f"candidates in [{lo}, {hi}]; noise_scale is in score units and rank_error95 in "
+             "rows; the 95 % interval is bracketed by DP quantiles at q ± "
+             f"{QUANTILE_WINDOW} when the DP row count (rows_estimate) shows they are reliable, "
+             "else it widens to the clipping bound"]
+    return pl.concat(frames), notes
+
+
+def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
+              aggregates: Mapping[str, _Aggregate], *, rho: Fraction, spent: float,
+              d_in: Sequence[Any], notes: list[str]) -> dict[str, Any]:
+    import opendp
+
+    described = []
+    for agg in aggregates.values():
+        half = ci_halfwidth(agg, ALPHA)
+        described.append({"column": agg.column, "aggregate": agg.aggregate,
+                          "distribution": agg.distribution, "scale": agg.scale,
+                          "ci95_halfwidth": None if math.isnan(half) else half})
+    return {
+        "engine": f"opendp {getattr(opendp, '__version__', '0.16')}",
+        "mechanism": mechanism_name(query),
+        "measure": query.measure,
+        "privacy_unit": plan.privacy_unit,
+        "rho_charged": f"{rho.numerator}/{rho.denominator}",
+        "rho_opendp": spent,
+        "bounds": {"max_groups": query.bounds.max_groups,
+                   "max_rows_per_group": query.bounds.max_rows_per_group,
+                   "applied": "per person, before OpenDP: at most max_groups cells (fullest "
+                              "first) and the first max_rows_per_group rows in each"},
+        "declared_to_opendp": [{"by": list(b.by), "per_group": b.per_group,
+                                "num_groups": b.num_groups} for b in d_in],
+        "clipping": None if spec.clipping is None else {
+            "lower": spec.clipping.lower, "upper": spec.clipping.upper,
+            "per": "person and group total" if spec.clipping.per == "total" else "row"},
+        "public_keys": {column: _key_source(column, plan) for column in query.group_by},
+        "cells": cells.n_cells,
+        "aggregates": described,
+        "alpha": ALPHA,
+        "rows_cut": "not published: how many rows the bounds cut is itself private",
+        "accuracy_notes": notes,
+        "post_processing": _post_processing_notes(query),
+    }
+
+
+def _key_source(column: str, plan: Plan) -> str:
+    if column in ("region", "departement", "commune", "circonscription"):
+        from core.geography import load_geography
+
+        return f"INSEE COG {load_geography().year} ({column})"
+    if column == "week":
+        return f"ISO weeks of the declared period {plan.period[0]}..{plan.period[1]}"
+    if column == "month":
+        return f"months of the declared period {plan.period[0]}..{plan.period[1]}"
+    return f"core.vocabulary ({column})"
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+def _post_processing_notes(query: Query) -> list[str]:
+    notes = ["applied after release to the DP outputs only (no access to the data)"]
+    if query.measure in ("count", "histogram"):
+        notes += ["counts rounded to whole numbers and clamped at 0",
+                  "95 % interval = raw noisy count ± ci95_halfwidth, clamped at 0"]
+    if query.measure == "histogram":
+        lead = list(query.group_by[:-1])
+        within = f"within each {', '.join(lead)}" if lead else "over the whole table"
+        notes.append(f"share = clamped count / sum of clamped counts {within} "
+                     f"(by {query.group_by[-1]}), rounded to 4 decimals")
+    if query.measure == "sum":
+        notes += ["sums rounded to whole units; clamped at 0 (values are non-negative)"]
+    if query.measure == "mean":
+        notes += ["numerator and denominator clamped at 0 before the ratio",
+                  "rate clamped to the value range; a cell whose noisy denominator is ≤ 0 "
+                  "shows the middle of the range with the whole range as its interval",
+                  "rates and intervals rounded to 4 decimals"]
+    if query.measure == "quantile":
+        notes += ["quantiles are candidates of the released grid: no rounding needed"]
+    return notes
+
+
+def postprocess(result: QueryResult) -> pl.DataFrame:
+    """Round, clamp and derive shares/rates from the noisy outputs (documented in metadata)."""
+    query = result.query
+    table = result.table
+    columns = list(query.group_by)
+    if query.measure in ("count", "histogram", "sum"):
+        raw = pl.col("estimate")
+        nonneg = query.measure != "sum" or query.clip_bounds()[0] >= 0
+        floor = 0.0 if nonneg else None
+        out = table.with_columns(
+            raw.clip(lower_bound=floor).round(0).alias("estimate"),
+            (raw - pl.col("ci95_halfwidth")).clip(lower_bound=floor).round(0).alias("ci95_low"),
+            (raw + pl.col("ci95_halfwidth")).clip(lower_bound=floor).round(0).alias("ci95_high"),
+        )
+        if query.measure == "histogram":
+            lead = columns[:-1]
+            total = pl.col("estimate").sum().over(lead) if lead else pl.col("estimate").sum()
+            out = out.with_columns(
+                pl.when(total > 0).then(pl.col("estimate") / total).otherwise(0.0)
+                .round(4).alias("share"))
+        return out.sort(columns) if columns else out
+    if query.measure == "mean":
+        lo, hi = _integer_clip(query)
+        num = pl.col("numerator").clip(lower_bound=0.0)
+        den = pl.col("denominator").clip(lower_bound=0.0)
+        middle = (lo + hi) / 2
+        rate = pl.when(den > 0).then((num / den).clip(lo, hi)).otherwise(middle)
+        out = table.with_columns(rate.round(4).alias("estimate"),
+                                 num.round(0).alias("numerator"),
+                                 den.round(0).alias("denominator"),
+                                 pl.col("ci95_low").round(4), pl.col("ci95_high").round(4))
+        out = out.with_columns(
+            pl.max_horizontal(pl.col("estimate") - pl.col("ci95_low"),
+                              pl.col("ci95_high") - pl.col("estimate"), pl.lit(0.0))
+            .round(4).alias("ci95_halfwidth"))
+        return out.sort(columns) if columns else out
+    order = [*columns, "quantile"]
+    return table.with_columns(pl.col("rows_estimate").clip(lower_bound=0.0).round(0)).sort(order)
