@@ -177,29 +177,37 @@ def _reason(err: Exception, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
-def check_dags(settings: Settings, timeout: float = DAG_PARSE_TIMEOUT) -> Check:
+def check_dags(settings: Settings, *, dags_folder: Path | None = None,
+               timeout: float = DAG_PARSE_TIMEOUT) -> Check:
     """Airflow parses the DAG folder without import errors (in a child process, because
     Airflow reads its configuration from the environment when first imported)."""
     from cli.airflow_runner import DAGS_FOLDER, airflow_env
 
     label = "airflow dags"
+    folder = dags_folder or DAGS_FOLDER
     try:
-        done = subprocess.run([sys.executable, "-c", _DAG_PROBE, str(DAGS_FOLDER)],
+        done = subprocess.run([sys.executable, "-c", _DAG_PROBE, str(folder)],
                               env=airflow_env(settings), capture_output=True, text=True,
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return Check(label, "fail", f"parsing {DAGS_FOLDER} took more than {timeout:.0f} s")
-    line = next((x for x in done.stdout.splitlines() if x.startswith("ISOLOIR_DAGBAG")), None)
-    if done.returncode != 0 or line is None:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return Check(label, "fail", f"Airflow could not parse {DAGS_FOLDER}: {last}")
+        return Check(label, "fail", f"parsing {folder} took more than {timeout:.0f} s")
+    return dag_parse_check(folder, done.returncode, done.stdout, done.stderr)
+
+
+def dag_parse_check(folder: Path, returncode: int, stdout: str, stderr: str) -> Check:
+    """Read the DagBag probe's output: its DAG ids and import errors (file, last line)."""
+    label = "airflow dags"
+    line = next((x for x in stdout.splitlines() if x.startswith("ISOLOIR_DAGBAG")), None)
+    if returncode != 0 or line is None:
+        last = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return Check(label, "fail", f"Airflow could not parse {folder}: {last}")
     result = json.loads(line[len("ISOLOIR_DAGBAG"):])
     if result["errors"]:
         first = sorted(result["errors"].items())[0]
         return Check(label, "fail", f"{len(result['errors'])} DAG file(s) fail to import; "
                                     f"{Path(first[0]).name}: {first[1]}")
     if not result["dags"]:
-        return Check(label, "fail", f"no DAG found in {DAGS_FOLDER}")
+        return Check(label, "fail", f"no DAG found in {folder}")
     return Check(label, "ok", f"{len(result['dags'])} DAGs parse: {', '.join(result['dags'])}")
 
 
