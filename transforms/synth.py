@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
@@ -203,6 +204,17 @@ class _Sink:
                          self.path)
 
 
+def _write_chunk(writes: list[tuple[_Sink, pl.DataFrame]], people_done: int) -> int:
+    for sink, frame in writes:
+        sink.write(frame)
+    return people_done
+
+
+def _report(progress: ProgressCallback | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
 def generate_campaign(config: SynthConfig, out_dir: Path,
                       progress: ProgressCallback | None = None) -> SynthManifest:
     """Write the four exports and the ground truth into ``out_dir``; return what was written.
@@ -261,22 +273,29 @@ def _generate(config: SynthConfig, folder: Path,
         stack.callback(fr_sink.close)
         donation_sink = _Sink(folder / DONATIONS_FILE, "donations", DONATION_COLUMNS, ",")
         stack.callback(donation_sink.close)
+        # One writer thread formats, encodes, hashes and writes chunk i while chunk i+1 is
+        # drawn (polars releases the GIL while writing CSV); one chunk in flight at most.
+        writer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="synth-writer"))
+        pending: Future[int] | None = None
         for index, lo in enumerate(range(0, config.people, config.chunk_people)):
             hi = min(config.people, lo + config.chunk_people)
             rng = np.random.default_rng([config.seed, _STREAM_CHUNK, index])
-            people = make_people(people_model, rng, lo, hi, counters)
+            people = make_people(people_model, rng, lo, hi, config.people, counters)
             contacts = make_contacts(activity, people, rng)
             donations = make_donations(activity, people, rng)
-            people_sink.write(people_frame(people_model, people, donations.summary, rng))
-            van_sink.write(contacts.van)
-            fr_sink.write(contacts.fr)
-            donation_sink.write(donations.frame)
+            writes = [(people_sink, people_frame(people_model, people, donations.summary, rng)),
+                      (van_sink, contacts.van), (fr_sink, contacts.fr),
+                      (donation_sink, donations.frame)]
             truth.add_people(people)
             truth.add_contacts(people, contacts)
             truth.add_donations(people, donations)
             del people, contacts, donations
-            if progress is not None:
-                progress(hi, config.people)
+            if pending is not None:
+                _report(progress, pending.result(), config.people)
+            pending = writer.submit(_write_chunk, writes, hi)
+            del writes
+        if pending is not None:
+            _report(progress, pending.result(), config.people)
     files = [sink.result() for sink in (people_sink, van_sink, fr_sink, donation_sink)]
     generator = {
         "seed": config.seed, "people": config.people,

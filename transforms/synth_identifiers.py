@@ -12,18 +12,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import polars as pl
 
 from transforms.synth_places import LANDLINE_ZONE, OVERSEAS_PHONES, PlaceTable
 
-#: Metropolitan mobiles: 07 0..07 8 (9e7 numbers) then 06 1..06 5 (5e7), a space that
-#: avoids the overseas mobile blocks (0639, 069x). 0799 is kept for canary collisions.
-_MOBILE_SPACE = 140_000_000
-_LOCAL_SPACE = 1_000_000
-_LAND_SPACE = 100_000_000
+#: Metropolitan mobile blocks (the two digits after the 0) that phone validators accept
+#: (phonenumbers' metadata for FR: 06 0-2, 06 4-8, 07 3-9), leaving out 0639/069x (overseas
+#: mobiles) and 079 (kept for numbers moved out of a canary's way).
+_MOBILE_BLOCKS = np.array([60, 61, 62, 64, 65, 66, 67, 68, 73, 74, 75, 76, 77, 78])
+_MOBILE_SPACE = len(_MOBILE_BLOCKS) * 10_000_000
+#: Landlines: zone digit 1-5, then a second digit 1-5 (valid in every zone: 026x, 040x and
+#: 059x are not metropolitan numbers).
+_LAND_SPACE = 50_000_000
+_RESERVED_BLOCK = 799_000_000
 _COPRIME_MULTIPLIERS = (48_271, 69_621, 40_693, 16_811, 39_373, 2_147_483, 1_103_515_243)
+
+
+@cache
+def valid_subblocks(cc: int, block: int) -> tuple[int, ...]:
+    """The two digits after an overseas block (``690``, ``0262``...) that make valid numbers.
+
+    Overseas numbering plans are patchy (Guadeloupe's 0691 has 14 valid sub-blocks), so the
+    generator asks phonenumbers once per block rather than produce numbers a normalizer
+    would rightly reject.
+    """
+    import phonenumbers
+
+    def valid(sub: int, rest: str) -> bool:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(f"+{cc}{block}{sub:02d}{rest}")))
+
+    return tuple(sub for sub in range(100) if all(valid(sub, r) for r in ("0000", "5555", "9999")))
+
 
 PHONE_STYLES: tuple[str, ...] = (
     "national", "spaced", "international", "e164", "0033", "dots", "apostrophe",
@@ -31,45 +53,48 @@ PHONE_STYLES: tuple[str, ...] = (
 EMAIL_STYLES: tuple[str, ...] = ("as_is", "lower", "upper", "title", "padded", "upper_padded")
 
 
-def _coprime_multiplier(rng: np.random.Generator, modulus: int) -> int:
+def _coprime_multiplier(choice: int, modulus: int) -> int:
     candidates = [a for a in _COPRIME_MULTIPLIERS if np.gcd(a, modulus) == 1]
-    return int(candidates[int(rng.integers(len(candidates)))])
+    return int(candidates[choice % len(candidates)])
 
 
 @dataclass(frozen=True)
 class PhonePlan:
-    """Seed-dependent permutations that turn counters into unique-looking numbers."""
+    """Seed-dependent permutations that turn counters into unique, valid-looking numbers."""
 
     mobile_a: int
     mobile_b: int
     land_a: int
     land_b: int
-    local_a: int
+    local_choice: int
     local_b: int
 
     @classmethod
     def from_rng(cls, rng: np.random.Generator) -> PhonePlan:
         return cls(
-            mobile_a=_coprime_multiplier(rng, _MOBILE_SPACE),
+            mobile_a=_coprime_multiplier(int(rng.integers(1 << 30)), _MOBILE_SPACE),
             mobile_b=int(rng.integers(_MOBILE_SPACE)),
-            land_a=_coprime_multiplier(rng, _LAND_SPACE),
+            land_a=_coprime_multiplier(int(rng.integers(1 << 30)), _LAND_SPACE),
             land_b=int(rng.integers(_LAND_SPACE)),
-            local_a=_coprime_multiplier(rng, _LOCAL_SPACE),
-            local_b=int(rng.integers(_LOCAL_SPACE)),
+            local_choice=int(rng.integers(1 << 30)),
+            local_b=int(rng.integers(1 << 30)),
         )
 
     def metro_mobile(self, pid: np.ndarray) -> np.ndarray:
         v = (pid % _MOBILE_SPACE * self.mobile_a + self.mobile_b) % _MOBILE_SPACE
-        return np.where(v < 90_000_000, 700_000_000 + v, 610_000_000 + (v - 90_000_000))
+        return _MOBILE_BLOCKS[v // 10_000_000] * 10_000_000 + v % 10_000_000
 
     def metro_landline(self, pid: np.ndarray, zone: np.ndarray) -> np.ndarray:
         v = (pid % _LAND_SPACE * self.land_a + self.land_b) % _LAND_SPACE
-        return zone * 100_000_000 + v
+        return zone * 100_000_000 + (1 + v // 10_000_000) * 10_000_000 + v % 10_000_000
 
-    def local(self, prefix: int, counter: np.ndarray) -> np.ndarray:
-        """Overseas numbers: a 3-digit block (690, 0262...) and a permuted 6-digit counter."""
-        v = (counter % _LOCAL_SPACE * self.local_a + self.local_b) % _LOCAL_SPACE
-        return prefix * 1_000_000 + v
+    def local(self, cc: int, block: int, counter: np.ndarray) -> np.ndarray:
+        """Overseas numbers: a 3-digit block (690, 262...), a valid sub-block, 4 digits."""
+        subs = np.array(valid_subblocks(cc, block), dtype=np.int64)
+        space = len(subs) * 10_000
+        a = _coprime_multiplier(self.local_choice, space)
+        v = (counter % space * a + self.local_b % space) % space
+        return block * 1_000_000 + subs[v // 10_000] * 10_000 + v % 10_000
 
 
 @dataclass
@@ -114,10 +139,10 @@ def make_phones(plan: PhonePlan, places: PlaceTable, rng: np.random.Generator, p
             continue
         for b, block in enumerate(mobile_blocks):
             sel = np.flatnonzero(here & local_mobile & (pick % len(mobile_blocks) == b))
-            mobile[sel] = plan.local(block, counters.take(block, len(sel)))
+            mobile[sel] = plan.local(cc, block, counters.take(block, len(sel)))
             mobile_cc[sel] = cc
         sel = np.flatnonzero(here)
-        land[sel] = plan.local(land_blocks[0], counters.take(land_blocks[0], len(sel)))
+        land[sel] = plan.local(cc, land_blocks[0], counters.take(land_blocks[0], len(sel)))
         land_cc[sel] = cc
     return Phones(mobile_cc=mobile_cc, mobile_nsn=np.where(has_mobile, mobile, 0),
                   land_cc=land_cc, land_nsn=np.where(has_land, land, 0))
@@ -132,11 +157,11 @@ def canary_nsn(phone: str) -> int:
 
 
 def avoid_numbers(nsn: np.ndarray, reserved: np.ndarray, pid: np.ndarray) -> np.ndarray:
-    """Move the rare generated number that equals a reserved (canary) one into block 0799."""
+    """Move the rare generated number equal to a reserved (canary) one into block 0799."""
     if len(reserved) == 0:
         return nsn
     clash = np.isin(nsn, reserved) & (nsn != 0)
-    return np.where(clash, 799_000_000 + pid % 1_000_000, nsn)
+    return np.where(clash, _RESERVED_BLOCK + pid % 1_000_000, nsn)
 
 
 def pick_styles(rng: np.random.Generator, n: int, weights: dict[str, float],
@@ -210,21 +235,20 @@ def format_phones(cc: np.ndarray, nsn: np.ndarray, style: np.ndarray) -> pl.Seri
 def build_emails(first_ascii: pl.Series, last_ascii: pl.Series, number: np.ndarray,
                  domain: pl.Series, layout: np.ndarray) -> pl.Series:
     """Email addresses as people type them; the number makes each one unique."""
-    frame = pl.DataFrame({"f": first_ascii, "l": last_ascii, "n": number, "d": domain,
-                          "k": layout})
-    f, last, d = pl.col("f"), pl.col("l"), pl.col("d")
-    n = pl.col("n").cast(pl.String)
-    layouts = [
-        pl.concat_str([f, pl.lit("."), last, n]),
-        pl.concat_str([f.str.slice(0, 1), last, n]),
-        pl.concat_str([f, n]),
-        pl.concat_str([last, pl.lit("."), f, n]),
-        pl.concat_str([f, pl.lit("_"), last, pl.lit("."), n]),
-    ]
-    expr: pl.Expr = layouts[0]
-    for code in range(len(layouts) - 1, 0, -1):
-        expr = pl.when(pl.col("k") == code).then(layouts[code]).otherwise(expr)
-    return frame.select(pl.concat_str([expr, pl.lit("@"), d]).alias("email")).to_series()
+    n_text = pl.Series(number).cast(pl.String)
+
+    def writer(parts: list[str]) -> Callable[[np.ndarray], pl.Series]:
+        def write(idx: np.ndarray) -> pl.Series:
+            cols = {"f": first_ascii.gather(idx), "l": last_ascii.gather(idx),
+                    "n": n_text.gather(idx), "d": domain.gather(idx),
+                    "i": first_ascii.gather(idx).str.slice(0, 1)}
+            exprs = [pl.lit(cols[p]) if p in cols else pl.lit(p) for p in parts]
+            return pl.select(pl.concat_str(exprs)).to_series()
+        return write
+
+    layouts = [["f", ".", "l", "n", "@", "d"], ["i", "l", "n", "@", "d"], ["f", "n", "@", "d"],
+               ["l", ".", "f", "n", "@", "d"], ["f", "_", "l", ".", "n", "@", "d"]]
+    return by_style(len(number), layout, [writer(parts) for parts in layouts])
 
 
 def vary_emails(emails: pl.Series, style: np.ndarray) -> pl.Series:
@@ -246,12 +270,14 @@ def vary_emails(emails: pl.Series, style: np.ndarray) -> pl.Series:
 def malform_emails(emails: pl.Series, kind: np.ndarray) -> pl.Series:
     """Dirty rows: where ``kind >= 0``, an address a validator must reject (no @, two @, no
     domain dot, a space); other rows are kept as they are."""
+    idx = np.flatnonzero(kind >= 0)
+    if len(idx) == 0:
+        return emails
     writers: list[Callable[[np.ndarray], pl.Series]] = [
-        lambda idx: emails.gather(idx),
-        lambda idx: emails.gather(idx).str.replace("@", "", literal=True),
-        lambda idx: emails.gather(idx).str.replace("@", "@@", literal=True),
-        lambda idx: emails.gather(idx).str.replace(r"\.[a-z]+$", ""),
-        lambda idx: emails.gather(idx).str.replace("@", " @ ", literal=True),
+        lambda i: emails.gather(idx[i]).str.replace("@", "", literal=True),
+        lambda i: emails.gather(idx[i]).str.replace("@", "@@", literal=True),
+        lambda i: emails.gather(idx[i]).str.replace(r"\.[a-z]+$", ""),
+        lambda i: emails.gather(idx[i]).str.replace("@", " @ ", literal=True),
     ]
-    style = np.where(kind < 0, 0, 1 + kind % (len(writers) - 1))
-    return by_style(len(emails), style, writers)
+    bad = by_style(len(idx), kind[idx] % len(writers), writers)
+    return emails.clone().scatter(idx, bad)

@@ -182,16 +182,9 @@ class PeopleChunk:
                 np.where(has_mobile, p.mobile_nsn, p.land_nsn))
 
 
-def _choose(mask: np.ndarray, yes: pl.Series, no: pl.Series) -> pl.Series:
-    frame = pl.DataFrame({"m": mask, "y": yes, "n": no})
-    return frame.select(pl.when(pl.col("m")).then(pl.col("y")).otherwise(pl.col("n"))).to_series()
-
-
 def _null_where(mask: np.ndarray, values: pl.Series) -> pl.Series:
-    frame = pl.DataFrame({"m": mask, "v": values})
-    return frame.select(
-        pl.when(pl.col("m")).then(pl.lit(None, dtype=pl.String)).otherwise(pl.col("v"))
-    ).to_series()
+    """``values`` with an empty cell where ``mask`` (only the validity bits change)."""
+    return values.clone().set(pl.Series(mask, dtype=pl.Boolean), None)
 
 
 def _households(rng: np.random.Generator, n: int, singles: int) -> np.ndarray:
@@ -201,9 +194,13 @@ def _households(rng: np.random.Generator, n: int, singles: int) -> np.ndarray:
     return np.repeat(np.arange(len(sizes)), sizes)[:n]
 
 
-def make_people(model: PeopleModel, rng: np.random.Generator, lo: int, hi: int,
+def make_people(model: PeopleModel, rng: np.random.Generator, lo: int, hi: int, total: int,
                 counters: NumberCounters) -> PeopleChunk:
-    """Draw people ``lo``..``hi``; the very first chunk also covers every département."""
+    """Draw people ``lo``..``hi`` of ``total``; the first chunk also covers every département.
+
+    The very last person signed up on the campaign's last day: readers take the newest
+    ``created_at`` as the day ages are computed at, so the ground truth's ages match theirs.
+    """
     n = hi - lo
     pid = np.arange(lo, hi, dtype=np.int64)
     places, vocab = model.places, model.vocab
@@ -225,15 +222,16 @@ def make_people(model: PeopleModel, rng: np.random.Generator, lo: int, hi: int,
     real_dep = places.commune_dep[commune]
 
     sex = np.where(rng.random(n) < 0.52, 0, 1)
-    female_idx = rng.integers(0, len(vocab.first_female), size=n)
+    n_female = len(vocab.first_female)
+    female_idx = rng.integers(0, n_female, size=n)
     male_idx = rng.integers(0, len(vocab.first_male), size=n)
     is_f = sex == 0
-    first = _choose(is_f, vocab.first_female.gather(female_idx), vocab.first_male.gather(male_idx))
-    first_ascii = _choose(is_f, vocab.first_female_ascii.gather(female_idx),
-                          vocab.first_male_ascii.gather(male_idx))
-    middle = _choose(is_f, vocab.first_female.gather(rng.integers(0, len(vocab.first_female), n)),
-                     vocab.first_male.gather(rng.integers(0, len(vocab.first_male), n)))
-    middle = _null_where(rng.random(n) >= 0.10, middle)
+    first_idx = np.where(is_f, female_idx, n_female + male_idx)  # into female + male names
+    first = vocab.first_names.gather(first_idx)
+    first_ascii = vocab.first_names_ascii.gather(first_idx)
+    middle_idx = np.where(is_f, rng.integers(0, n_female, n),
+                          n_female + rng.integers(0, len(vocab.first_male), n))
+    middle = _null_where(rng.random(n) >= 0.10, vocab.first_names.gather(middle_idx))
     own_last = rng.integers(0, len(vocab.last), size=n)
     last_idx = np.where(rng.random(n) < 0.8, own_last[head], own_last)
     last = vocab.last.gather(last_idx)
@@ -302,6 +300,8 @@ def make_people(model: PeopleModel, rng: np.random.Generator, lo: int, hi: int,
     during = rng.random(n) < 0.45
     created = np.where(during, start_day + (rng.random(n) * (end_day - start_day + 1)),
                        from_day + rng.random(n) * (start_day - from_day)).astype(np.int64)
+    if hi == total:
+        created[-1] = end_day
     updated = created + (rng.random(n) * (end_day - created + 1)).astype(np.int64)
 
     return PeopleChunk(
@@ -338,11 +338,7 @@ def format_days(days: np.ndarray, fmt: str, missing: np.ndarray | None = None) -
 
 def gather_optional(table: pl.Series, idx: np.ndarray) -> pl.Series:
     """``table[idx]``, with ``None`` (an empty cell) where ``idx`` is negative."""
-    out = table.gather(idx.clip(0, None))
-    missing = np.flatnonzero(idx < 0)
-    if len(missing):
-        out = out.scatter(missing, None)
-    return out
+    return _null_where(idx < 0, table.gather(idx.clip(0, None)))
 
 
 @dataclass(frozen=True)

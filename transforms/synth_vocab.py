@@ -110,8 +110,8 @@ class Vocabulary:
 
     first_female: pl.Series
     first_male: pl.Series
-    first_female_ascii: pl.Series
-    first_male_ascii: pl.Series
+    first_names: pl.Series  # female then male
+    first_names_ascii: pl.Series
     last: pl.Series
     last_ascii: pl.Series
     streets: pl.Series
@@ -148,8 +148,8 @@ def build_vocabulary(rng: np.random.Generator, tag_combinations: int = 256) -> V
 
     return Vocabulary(
         first_female=series(female), first_male=series(male),
-        first_female_ascii=series(ascii_fold(w) for w in female),
-        first_male_ascii=series(ascii_fold(w) for w in male),
+        first_names=series(female + male),
+        first_names_ascii=series(ascii_fold(w) for w in female + male),
         last=series(last), last_ascii=series(ascii_fold(w) for w in last),
         streets=series(streets), address2=series(ADDRESS_LINE2), notes=series(NB_NOTES),
         comments=series(FR_COMMENTS), employers=series(EMPLOYERS), occupations=series(jobs),
