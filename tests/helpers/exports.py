@@ -51,7 +51,7 @@ def nationbuilder_people(path: Path, extra_rows: int = 20, *, do_not_contact_ids
     for j in range(extra_rows):
         nb_id = str(2000 + j)
         rows.append([nb_id, f"Prenom{j}", f"Nom{j}", f"person{j}@example.org", "false",
-                     f"01 23 45 {j // 10 % 10}{j % 10} 00", "", "false", "false",
+                     f"01 23 {j // 100 % 100:02d} {j % 100:02d} 00", "", "false", "false",
                      "true" if nb_id in do_not_contact_ids else "false", "11/02/1990",
                      f"{j} rue Haute", "Ajaccio", "20000", str(1 + j % 5), "", "false", "false",
                      "02/01/2026", "", ""])
