@@ -31,6 +31,7 @@ def _register() -> None:
     from cli import audit, demo, ingest, keys, release  # noqa: F401
     from cli import doctor, report  # noqa: F401
     from cli import synth  # noqa: F401
+    from cli import validate  # noqa: F401
 
 
 _register()
