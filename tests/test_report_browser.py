@@ -1,0 +1,263 @@
+"""Both reports in a real browser: headless Chromium (Debian ``chromium`` + ``chromium-driver``).
+
+What a reader would notice is asserted: no console error (Chromium also logs malformed SVG
+attributes there), every section and every chart laid out with a non-zero size, and all of it
+with the network switched off (CDP ``Network.emulateNetworkConditions``), with not one request
+leaving the file. A screenshot of each report is saved under ``ISOLOIR_HOME/artifacts/``.
+
+``python -m tests.test_report_browser docs/screenshots`` makes the README's screenshots from
+demo-like data (the default plan through the stand-in engine of ``tests.test_reports``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings, load_settings
+from privacy.plan import Plan
+from privacy.signing import create_signing_key
+from reports.auditor import write_auditor_report
+from reports.strategist import write_strategist_report
+from tests.test_reports import GENERATED, _add_ingested_file, demo_plan, publish
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+pytestmark = pytest.mark.slow
+
+
+def _browser_missing() -> str | None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    return f"{' and '.join(missing)} not installed" if missing else None
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    settings: Settings
+    strategist: Path
+    strategist_en: Path
+    auditor: Path
+
+    @property
+    def artifacts(self) -> Path:
+        return self.settings.home / "artifacts"
+
+
+def build_reports(home: Path, plan: Plan | None = None, runs: int = 2) -> ReportFiles:
+    """Publish ``runs`` releases of ``plan`` and write the three report files."""
+    settings = load_settings({"ISOLOIR_HOME": str(home),
+                              "ISOLOIR_SIGNING_KEY_FILE": str(home / "keys" / "signing.key")})
+    settings.ensure_dirs()
+    create_signing_key(settings.signing_key_file)
+    publish(settings, runs=runs, plan=plan)
+    _add_ingested_file(settings)
+    return ReportFiles(
+        settings=settings,
+        strategist=write_strategist_report(settings, generated_at=GENERATED),
+        strategist_en=write_strategist_report(
+            settings, lang="en", out=settings.reports / "strategist_report.en.html",
+            generated_at=GENERATED),
+        auditor=write_auditor_report(settings, generated_at=GENERATED))
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> ReportFiles:
+    return build_reports(tmp_path_factory.mktemp("browser") / "home", demo_plan())
+
+
+def start_browser(user_data: Path, width: int = 1200, height: int = 1600) -> Any:
+    """Headless Chromium driven by the Debian chromedriver (selenium-manager never runs)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in BROWSER_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--window-size={width},{height}")
+    options.add_argument(f"--user-data-dir={user_data}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    # The network is off for the whole session: the reports must not need it.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+        "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    reason = _browser_missing()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI needs them for the real-browser tests "
+                        "(scripts/test-setup.sh installs chromium and chromium-driver)")
+        pytest.skip(f"{reason}; install the Debian packages chromium and chromium-driver")
+    driver = start_browser(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@dataclass(frozen=True)
+class Visit:
+    console_errors: list[str]
+    external_requests: list[str]
+    resources: int
+
+
+def visit(driver: Any, path: Path) -> Visit:
+    """Open ``path`` offline; return its console errors and any request beyond the file."""
+    driver.get_log("browser")  # forget what earlier pages logged
+    driver.get_log("performance")
+    driver.get(path.resolve().as_uri())
+    assert driver.execute_script("return document.readyState") == "complete"
+    resources = int(driver.execute_script(
+        "return performance.getEntriesByType('resource').length"))
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    requests = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if not url.startswith(("file:", "data:", "about:")):
+                requests.append(url)
+    return Visit(errors, requests, resources)
+
+
+#: Each strategist section's box, its chart's box, and the widths of the chart's marks.
+LAYOUT = """
+return Array.from(document.querySelectorAll("section.report-section")).map(s => {
+  const box = s.getBoundingClientRect();
+  const charts = s.querySelectorAll("svg.chart");
+  const chart = charts.length ? charts[0].getBoundingClientRect() : {width: 0, height: 0};
+  const marks = Array.from(s.querySelectorAll("g.bar rect, polyline.line"))
+    .map(m => m.getBoundingClientRect().width);
+  return {name: s.dataset.query, width: box.width, height: box.height, charts: charts.length,
+          chart_width: chart.width, chart_height: chart.height, marks: marks};
+});
+"""
+
+
+def _size(element: Any) -> tuple[float, float]:
+    rect = element.rect
+    return rect["width"], rect["height"]
+
+
+def assert_rendered(element: Any, what: str) -> None:
+    width, height = _size(element)
+    assert element.is_displayed() and width > 0 and height > 0, f"{what} is not rendered"
+
+
+def capture(driver: Any, target: Path) -> Path:
+    """A PNG of the first screen of the page (a full-page capture of a long report takes
+    seconds and megabytes; the sections' sizes are asserted instead)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0)")
+    assert driver.save_screenshot(str(target))
+    return target
+
+
+# --------------------------------------------------------------------------- tests
+
+def test_strategist_report_renders_offline_without_errors(browser: Any,
+                                                          reports: ReportFiles) -> None:
+    from selenium.webdriver.common.by import By
+
+    seen = visit(browser, reports.strategist)
+    assert seen.console_errors == []
+    assert seen.external_requests == [] and seen.resources == 0
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+    assert_rendered(browser.find_element(By.CSS_SELECTOR, "aside.explainer"), "explainer")
+    sections = browser.execute_script(LAYOUT)  # one round trip for every section's boxes
+    assert [s["name"] for s in sections] == [q.name for q in demo_plan().releases]
+    for part in sections:
+        assert part["width"] > 0 and part["height"] > 0, f"section {part['name']}"
+        assert part["charts"] == 1, part["name"]
+        assert part["chart_width"] > 300 and part["chart_height"] > 40, part["name"]
+        assert part["marks"] and min(part["marks"]) > 0, f"empty chart in {part['name']}"
+    assert_rendered(browser.find_element(By.CSS_SELECTOR, "polygon.band"), "uncertainty band")
+    flags = browser.find_elements(By.CSS_SELECTOR, "table .badge.warn")
+    assert flags and all(f.is_displayed() for f in flags[:5])
+    assert "trop incertain pour agir" in flags[0].text
+    assert_rendered(browser.find_element(By.CSS_SELECTOR, "footer#provenance"), "footer")
+    shot = capture(browser, reports.artifacts / "strategist_report.png")
+    assert shot.stat().st_size > 10_000
+
+
+def test_english_strategist_report_renders(browser: Any, reports: ReportFiles) -> None:
+    from selenium.webdriver.common.by import By
+
+    seen = visit(browser, reports.strategist_en)
+    assert seen.console_errors == [] and seen.external_requests == []
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.CSS_SELECTOR, "aside.explainer h2").text == \
+        "Why are these numbers noisy?"
+    for chart in browser.find_elements(By.CSS_SELECTOR, "section.report-section svg.chart"):
+        assert_rendered(chart, "chart")
+    capture(browser, reports.artifacts / "strategist_report.en.png")
+
+
+def test_auditor_report_renders_offline_without_errors(browser: Any,
+                                                       reports: ReportFiles) -> None:
+    from selenium.webdriver.common.by import By
+
+    seen = visit(browser, reports.auditor)
+    assert seen.console_errors == []
+    assert seen.external_requests == [] and seen.resources == 0
+    for section_id in ("verify", "budgets", "releases", "data-docs", "keys"):
+        assert_rendered(browser.find_element(By.ID, section_id), f"section {section_id}")
+    assert browser.find_element(By.ID, "verify").get_attribute("data-status") == "ok"
+    budgets = browser.find_element(By.ID, "budgets")
+    for chart in budgets.find_elements(By.CSS_SELECTOR, "svg.cumulative-chart, svg.gauge"):
+        assert_rendered(chart, "budget chart")
+    steps = budgets.find_element(By.CSS_SELECTOR, "svg.cumulative-chart path.steps")
+    assert _size(steps)[0] > 100  # the staircase spans the chart
+    rows = browser.find_elements(By.CSS_SELECTOR, "#releases tbody tr")
+    assert len(rows) == 2 * len(demo_plan().releases)
+    link = browser.find_element(By.CSS_SELECTOR, "#data-docs a")
+    assert link.get_attribute("href").endswith("/reports/data_docs/index.html")
+    capture(browser, reports.artifacts / "audit_report.png")
+    assert (reports.artifacts / "audit_report.png").stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- README images
+
+def make_screenshots(target: Path) -> list[Path]:
+    """The README's screenshots: the first screen of each report, on the default plan."""
+    from privacy.plan import load_plan
+
+    with tempfile.TemporaryDirectory(prefix="isoloir-shots-") as folder:
+        files = build_reports(Path(folder) / "home", load_plan(), runs=3)
+        driver = start_browser(Path(folder) / "profile", width=1000, height=1250)
+        try:
+            made = []
+            for source, name in ((files.strategist, "strategist_report.png"),
+                                 (files.strategist_en, "strategist_report_en.png"),
+                                 (files.auditor, "audit_report.png")):
+                seen = visit(driver, source)
+                assert not seen.console_errors and not seen.external_requests
+                made.append(capture(driver, target / name))
+        finally:
+            driver.quit()
+    return made
+
+
+if __name__ == "__main__":
+    for made_path in make_screenshots(Path(sys.argv[1] if len(sys.argv) > 1 else
+                                           "docs/screenshots")):
+        print(f"{made_path} ({made_path.stat().st_size // 1024} KB)")
