@@ -98,6 +98,7 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
             column = column.clip(clipping.lower, clipping.upper)
         value = rows.select(column).to_series().to_numpy()
     # Stable sort by (person, cell): within one person and cell the snapshot order stays.
+    # The snapshot is written person by person, so timsort finds long sorted stretches.
     if not bool(np.all(comp[1:] >= comp[:-1])):
         order = np.argsort(comp, kind="stable")
         comp = comp[order]
@@ -105,37 +106,55 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         del order
 
     size = len(comp)
-    run_start = np.flatnonzero(np.diff(comp, prepend=np.int64(-1)))
+    run_start = _starts(comp)
     run_len = np.diff(run_start, append=np.int64(size))
-    counted = None  # all rows count unless some person has more than R rows in a cell
-    if int(run_len.max()) > limit:
-        counted = (np.arange(size) - np.repeat(run_start, run_len)) < limit
+    excess = _excess_rows(run_start, run_len, limit)  # rows past the first R of their cell
     run_comp = comp[run_start]
     run_n = np.minimum(run_len, limit)
-    keep_run = _choose_cells(run_comp // n_cells, run_comp % n_cells, run_n,
-                             groups=bounds.max_groups, limit=limit, n_cells=n_cells)
+    keep_run = _choose_cells(run_comp, run_n, groups=bounds.max_groups, limit=limit,
+                             n_cells=n_cells)
 
     if shape == "rows":
         assert value is not None
         keep = np.repeat(keep_run, run_len)
-        if counted is not None:
-            keep &= counted
+        keep[excess] = False
         kept = comp[keep]
         return pl.DataFrame({PERSON: kept // n_cells, CELL: kept % n_cells, VALUE: value[keep]},
                             schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
 
     if value is None:
-        totals = np.zeros(len(run_start), dtype=np.int64)
+        totals = np.zeros(int(keep_run.sum()), dtype=np.int64)
     else:
-        summed = value if counted is None else np.where(counted, value, 0)
-        totals = np.add.reduceat(summed, run_start)
+        if len(excess):
+            value = value.copy()
+            value[excess] = 0
+        totals = np.add.reduceat(value, run_start)[keep_run]
         if clipping is not None and clipping.per == "total":
-            totals = np.clip(totals, clipping.lower, clipping.upper)
+            np.clip(totals, clipping.lower, clipping.upper, out=totals)
     run_comp = run_comp[keep_run]
     return pl.DataFrame({PERSON: run_comp // n_cells, CELL: run_comp % n_cells,
-                         COUNT: run_n[keep_run], TOTAL: totals[keep_run]},
+                         COUNT: run_n[keep_run], TOTAL: totals},
                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
                                 TOTAL: pl.Int64})
+
+
+def _starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal keys starts in a sorted array."""
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _excess_rows(run_start: np.ndarray, run_len: np.ndarray, limit: int) -> np.ndarray:
+    """Row indices beyond the first ``limit`` of each run (usually few)."""
+    long_runs = np.flatnonzero(run_len > limit)
+    if len(long_runs) == 0:
+        return np.empty(0, dtype=np.int64)
+    extra = run_len[long_runs] - limit
+    first = run_start[long_runs] + limit
+    offsets = np.repeat(np.cumsum(extra) - extra, extra)
+    return np.repeat(first, extra) + (np.arange(int(extra.sum())) - offsets)
 
 
 def _check_keys(rows: pl.DataFrame, n_cells: int) -> None:
@@ -150,25 +169,26 @@ def _check_keys(rows: pl.DataFrame, n_cells: int) -> None:
         raise InvariantViolation("cells must index the public key set")
 
 
-def _choose_cells(run_person: np.ndarray, run_cell: np.ndarray, run_n: np.ndarray, *,
-                  groups: int, limit: int, n_cells: int) -> np.ndarray:
+def _choose_cells(run_comp: np.ndarray, run_n: np.ndarray, *, groups: int, limit: int,
+                  n_cells: int) -> np.ndarray:
     """Mark the (person, cell) runs kept: at most ``groups`` per person, fullest first,
     ties broken by a per-person rotation of the cell order."""
-    runs = len(run_person)
+    runs = len(run_comp)
     keep = np.ones(runs, dtype=bool)
     if groups >= n_cells:
         return keep  # nobody can exceed the bound
-    person_start = np.flatnonzero(np.diff(run_person, prepend=np.int64(-1)))
+    run_person = run_comp // n_cells
+    person_start = _starts(run_person)
     person_runs = np.diff(person_start, append=np.int64(runs))
     if int(person_runs.max()) <= groups:
         return keep
     idx = np.flatnonzero(np.repeat(person_runs > groups, person_runs))
-    p, c, n = run_person[idx], run_cell[idx], run_n[idx]
+    p, c, n = run_person[idx], run_comp[idx] % n_cells, run_n[idx]
+    del run_person
     tie = (c - (p * _ROTATION) % n_cells) % n_cells
     priority = p * ((limit + 1) * n_cells) + (limit - n) * n_cells + tie
     order = np.argsort(priority, kind="stable")
-    sorted_person = p[order]
-    starts = np.flatnonzero(np.diff(sorted_person, prepend=np.int64(-1)))
+    starts = _starts(p[order])
     lengths = np.diff(starts, append=np.int64(len(order)))
     rank = np.arange(len(order)) - np.repeat(starts, lengths)
     keep[idx[order[rank >= groups]]] = False
