@@ -241,8 +241,9 @@ def _releases_section(inputs: AuditInputs, tr: Translator) -> Markup:
     classes = []
     for e in inputs.entries:
         try:
-            cost: object = join([f"ρ = {e.cost_rho}", BR,
-                                 _epsilon(tr, e.cost, deltas.get(e.dataset_id))])
+            cost: object = join([tag("span", f"ρ = {e.cost_rho}", class_="nowrap"), BR,
+                                 tag("span", _epsilon(tr, e.cost, deltas.get(e.dataset_id)),
+                                     class_="nowrap")])
         except ValueError:
             cost = tag("code", e.cost_rho)
         if inputs.audit is None:

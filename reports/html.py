@@ -100,6 +100,7 @@ tr.uncertain td { color: var(--muted); }
 table.compact { font-size: 0.8em; }
 tr.problem td { background: var(--bad-bg); }
 .wide { overflow-x: auto; }
+.nowrap { white-space: nowrap; }
 figure.consumption { margin: 12px 0; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 0.82em;
   white-space: nowrap; }

@@ -238,7 +238,8 @@ def test_auditor_report_renders_offline_without_errors(browser: Any,
 # --------------------------------------------------------------------------- README images
 
 def make_screenshots(target: Path) -> list[Path]:
-    """The README's screenshots: the first screen of each report, on the default plan."""
+    """The README's screenshots: the first screen of each report and one weekly trend, on
+    the default plan."""
     from privacy.plan import load_plan
 
     with tempfile.TemporaryDirectory(prefix="isoloir-shots-") as folder:
@@ -252,6 +253,14 @@ def make_screenshots(target: Path) -> list[Path]:
                 seen = visit(driver, source)
                 assert not seen.console_errors and not seen.external_requests
                 made.append(capture(driver, target / name))
+                if name == "strategist_report.png":  # and one trend, further down the page
+                    from selenium.webdriver.common.by import By
+
+                    trend = driver.find_element(
+                        By.CSS_SELECTOR, 'section[data-query="contacts_by_week"] svg.chart')
+                    driver.execute_script("arguments[0].scrollIntoView()", trend)
+                    assert trend.screenshot(str(target / "strategist_trend.png"))
+                    made.append(target / "strategist_trend.png")
         finally:
             driver.quit()
     return made
