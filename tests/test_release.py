@@ -268,3 +268,91 @@ def test_release_replay_and_crash_on_postgresql(isoloir_home: Path, pg_url: str,
     assert published_bytes(settings) == before
     assert spent(settings) == (Fraction(1, 10) + Fraction(3, 40), 3)
     assert verify_settings(settings).ok
+
+
+def _small_warehouse(settings: Settings, people: int = 200) -> None:
+    """A few pseudonymized rows, as ingestion leaves them (codes only, no identifiers)."""
+    from core.geography import load_geography
+    from core.vocabulary import AGE_BANDS, CHANNELS, RESULTS
+    from warehouse.db import ensure_schema
+    from warehouse.schema import contacts, donations, persons
+
+    geo = load_geography()
+    communes = [geo.communes[c] for c in sorted(geo.communes)[:40]]
+    rng = random.Random(5)
+    rows: dict[str, list[dict[str, Any]]] = {"persons": [], "contacts": [], "donations": []}
+    for i in range(people):
+        place = rng.choice(communes)
+        where = {"commune": place.code, "departement": place.departement,
+                 "region": place.region}
+        pid = f"k1:{i:048d}"
+        rows["persons"].append(where | {
+            "person_id": pid, "age_band": rng.choice(AGE_BANDS),
+            "support_level": rng.randint(1, 5), "is_volunteer": rng.random() < 0.2,
+            "is_donor": rng.random() < 0.3, "email_opt_in": rng.random() < 0.5,
+            "mobile_opt_in": False, "created_month": "2026-01", "last_seen_month": "2026-02",
+            "first_file": "f" * 64, "last_file": "f" * 64})
+        for j in range(rng.randint(0, 3)):
+            rows["contacts"].append(where | {
+                "contact_id": f"c{i}-{j}", "person_id": pid, "canvasser_id": None,
+                "source": "van", "week": f"2026-W{rng.randint(1, 20):02d}",
+                "channel": rng.choice(CHANNELS), "result": rng.choice(RESULTS),
+                "support_level": None, "file_sha256": "f" * 64})
+        if rng.random() < 0.3:
+            rows["donations"].append(where | {
+                "donation_id": f"d{i}", "person_id": pid, "source": "donations",
+                "amount_cents": rng.randint(500, 50_000), "month": f"2026-0{rng.randint(1, 6)}",
+                "method": "card", "recurring": False, "file_sha256": "f" * 64})
+    engine = make_engine(settings.warehouse_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(persons.insert(), rows["persons"])
+        conn.execute(contacts.insert(), rows["contacts"])
+        conn.execute(donations.insert(), rows["donations"])
+
+
+def test_real_engine_release_is_charged_once_and_replayed_byte_for_byte(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OpenDP's real noise: a replay is identical, another run id is not."""
+    from privacy import engine as dp
+
+    _small_warehouse(settings)
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"epsilon": 8, "delta": 1e-7},
+        "per_run": {"rho": "1/250"}, "cadence": "daily",
+        "period": ["2026-01-01", "2026-06-30"],
+        "releases": [
+            {"name": "supporters_by_region", "title": "Supporters by région",
+             "title_fr": "Sympathisants par région", "measure": "count", "table": "persons",
+             "group_by": ["region"], "bounds": {"max_groups": 1, "max_rows_per_group": 1},
+             "share": "1/2"},
+            {"name": "donations_total_by_month", "title": "Donations by month",
+             "title_fr": "Dons par mois", "measure": "sum", "table": "donations",
+             "group_by": ["month"], "value": "amount_cents", "clip": [0, 100000],
+             "bounds": {"max_groups": 2, "max_rows_per_group": 1}, "share": "1/2"}]})
+    calls: list[str] = []
+    real_run = dp.run_query
+
+    def spy(query: Query, *args: Any) -> Any:
+        calls.append(query.name)
+        return real_run(query, *args)
+
+    monkeypatch.setattr(dp, "run_query", spy)
+    first = run_release(settings, plan, "day-1", logical_date=LOGICAL)
+    before = published_bytes(settings)
+    again = run_release(settings, plan, "day-1", logical_date=LOGICAL)
+    assert (first.charged, again.replayed) == (2, 2)
+    assert published_bytes(settings) == before
+    assert calls == ["supporters_by_region", "donations_total_by_month"]
+    assert list(settings.work.iterdir()) == []  # the snapshot is deleted
+    assert verify_settings(settings).ok
+    with make_engine(settings.warehouse_url).connect() as conn:
+        mechanisms = conn.execute(select(ledger_entries.c.mechanism)).scalars().all()
+    assert mechanisms == [dp.mechanism_name(q) for q in plan.releases]
+    region = pl.read_parquet(settings.published / first.releases[0].files[1])
+    assert region.columns[:9] == ["region", *ACCURACY_COLUMNS]
+    assert region["ledger_entry"].unique().to_list() == [first.releases[0].release_id]
+    other = run_release(settings, plan, "day-2", logical_date=LOGICAL)
+    fresh = pl.read_parquet(settings.published / other.releases[0].files[1])
+    assert fresh["estimate"].to_list() != region["estimate"].to_list()  # new noise, new charge
+    assert spent(settings) == (Fraction(2, 250), 4)
