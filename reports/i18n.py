@@ -74,11 +74,11 @@ _COLUMNS = {
     "fr": {"region": "Région", "departement": "Département", "commune": "Commune",
            "circonscription": "Circonscription", "age_band": "Tranche d'âge",
            "support_level": "Niveau de soutien", "result": "Résultat", "channel": "Canal",
-           "week": "Semaine", "month": "Mois"},
+           "week": "Semaine", "month": "Mois", "quantile": "Quantile"},
     "en": {"region": "Région", "departement": "Département", "commune": "Commune",
            "circonscription": "Constituency", "age_band": "Age band",
            "support_level": "Support level", "result": "Result", "channel": "Channel",
-           "week": "Week", "month": "Month"},
+           "week": "Week", "month": "Month", "quantile": "Quantile"},
 }
 
 _MESSAGES: Mapping[str, Mapping[str, str]] = {
@@ -133,6 +133,7 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "measure_rate": "Taux estimé",
         "measure_histogram": "Effectifs estimés par catégorie",
         "measure_quantile": "Médiane estimée",
+        "measure_quantiles": "Quantiles estimés",
         "footer_title": "Provenance des publications",
         "col_release": "Publication",
         "col_date": "Date",
@@ -250,6 +251,7 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "measure_rate": "Estimated rate",
         "measure_histogram": "Estimated counts per category",
         "measure_quantile": "Estimated median",
+        "measure_quantiles": "Estimated quantiles",
         "footer_title": "Where these releases come from",
         "col_release": "Release",
         "col_date": "Date",

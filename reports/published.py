@@ -138,8 +138,11 @@ def _load(path: Path, meta: dict[str, Any], query: str, release: str) -> Publish
     if any(column not in frame.columns for column in ACCURACY):
         log.warning("published table %s lacks the accuracy columns", table.name)
         return replace(base, problem="malformed")
-    return replace(base, group_by=_group_columns(meta, frame.columns),
-                    rows=tuple(frame.to_dicts()))
+    group_by = _group_columns(meta, frame.columns)
+    if "quantile" in frame.columns and "quantile" not in group_by \
+            and frame["quantile"].n_unique() > 1:
+        group_by = (*group_by, "quantile")  # several quantiles per group: one row each
+    return replace(base, group_by=group_by, rows=tuple(frame.to_dicts()))
 
 
 def _group_columns(meta: Mapping[str, Any], columns: Sequence[str]) -> tuple[str, ...]:

@@ -165,6 +165,8 @@ def group_label(column: str, key: Any, tr: Translator, geo: Geography,
         return tr.week(text, short)
     if column == "month":
         return tr.month(text)
+    if column == "quantile":
+        return f"q{float(key) * 100:g}"
     return text
 
 
@@ -338,6 +340,10 @@ def _measure_text(release: PublishedRelease, display: Display, tr: Translator) -
     measure = release.measure
     key = {"count": "measure_count", "sum": "measure_sum", "histogram": "measure_histogram",
            "quantile": "measure_quantile"}.get(measure, "measure_mean")
+    query = release.meta.get("query")
+    if measure == "quantile" and isinstance(query, Mapping) and query.get("quantiles") not in (
+            None, [0.5]):
+        key = "measure_quantiles"
     if measure == "mean" and display.kind == "percent":
         key = "measure_rate"
     unit = {"euro": "unit_euro", "percent": "unit_percent", "value": "unit_value"}.get(
@@ -372,7 +378,7 @@ def _section(release: PublishedRelease, anchor: str, tr: Translator, geo: Geogra
     else:
         body = _long(release, cells, tr, display, geo, title)
     parts: list[object] = [head, sub, _uncertain_summary(tr, cells), body]
-    if note:
+    if note and tr.lang == "en":  # plans write their notes in English: no mixed languages
         parts.append(tag("p", str(note), class_="note"))
     return Markup(f'<section class="report-section" id="{esc(anchor)}" '
                   f'data-query="{esc(release.query_name)}">{join(parts)}</section>')

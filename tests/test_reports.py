@@ -72,7 +72,8 @@ def demo_plan(title_suffix: str = "") -> Plan:
               group_by=["departement"], bounds=one),
             q("contacts_by_week", "Contact attempts by week", "Tentatives par semaine",
               measure="count", table="contacts", group_by=["week"],
-              bounds={"max_groups": 8, "max_rows_per_group": 2}),
+              bounds={"max_groups": 8, "max_rows_per_group": 2},
+              min_group_size_note="Noise sigma about 220 attempts per week."),
             q("age_band_by_support_level", "Age band × support level",
               "Tranche d'âge × niveau de soutien", measure="histogram", table="persons",
               group_by=["age_band", "support_level"], bounds=one),
@@ -137,6 +138,10 @@ class DemoEngine:
         groups = {c: [k[i] for k in combos] for i, c in enumerate(query.group_by)}
         table = pl.DataFrame({**groups, "estimate": estimates, "ci95_halfwidth": [halfwidth] * n,
                               "noise_scale": [halfwidth / 1.96] * n})
+        if query.measure == "quantile":  # one row per group and quantile, as privacy.engine
+            table = pl.concat([table.with_columns(
+                pl.lit(q).alias("quantile"), (pl.col("estimate") * (0.5 + q)).alias("estimate"))
+                for q in query.quantiles])
         return DemoResult("gaussian (zCDP)", table, {"post_processing": ["none"]})
 
     def postprocess(self, result: DemoResult) -> pl.DataFrame:
@@ -373,6 +378,25 @@ def test_layouts_trend_matrix_rate_and_euros(settings: Settings) -> None:
     assert "Île-de-France" in money.text()
 
 
+def test_several_quantiles_per_group_are_shown_side_by_side(settings: Settings) -> None:
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
+        "per_run": {"rho": "1/100"}, "cadence": "daily",
+        "period": ["2026-01-01", "2026-03-31"],
+        "releases": [{"name": "donation_quartiles_by_region", "title": "Donation quartiles",
+                      "title_fr": "Quartiles des dons", "measure": "quantile",
+                      "table": "donations", "value": "amount_cents", "clip": [0, 100000],
+                      "quantiles": [0.25, 0.5, 0.75], "group_by": ["region"],
+                      "bounds": {"max_groups": 1, "max_rows_per_group": 6}, "share": "1"}]})
+    publish(settings, plan=plan)
+    dom = parse_html(write_strategist_report(settings, generated_at=GENERATED).read_text())
+    part = section(dom, "donation_quartiles_by_region")
+    assert "Quantiles estimés" in part.text()
+    header = [th.text() for th in part.find("thead").find_all("th")]
+    assert header == ["Région \\ Quantile", "q25", "q50", "q75"]
+    assert len(part.find("tbody").find_all("tr")) == 18
+
+
 def test_english_report_translates_titles_labels_and_numbers(settings: Settings) -> None:
     publish(settings)
     path = write_strategist_report(settings, lang="en", out=settings.home / "en.html",
@@ -383,6 +407,9 @@ def test_english_report_translates_titles_labels_and_numbers(settings: Settings)
     assert "Why are these numbers noisy?" in document
     assert "Supporters by département" in document and "Sympathisants" not in document
     assert "too uncertain to act on" in document and "trop incertain" not in document
+    assert "Noise sigma about 220 attempts per week." in section(dom, "contacts_by_week").text()
+    french = write_strategist_report(settings, generated_at=GENERATED).read_text()
+    assert "Noise sigma" not in french  # the plan's notes are English: not in French
     rows = section(dom, "supporters_by_departement").find("table").rows()
     assert re.fullmatch(rf"[\d,]+{NBSP}±{NBSP}76", rows[0][2])
     with pytest.raises(UnsupportedLanguage):
