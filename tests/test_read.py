@@ -282,3 +282,12 @@ def test_old_mac_line_endings(tmp_path: Path) -> None:
     assert validate_whole_file(path, DONATIONS, sniff_dialect(path, DONATIONS)) == 2
     frame = next(read_chunks(path, DONATIONS))
     assert frame["row_number"].tolist() == [2, 3] and frame["amount"].tolist() == ["5", "7"]
+
+
+def test_a_given_reference_date_skips_the_first_pass(tmp_path: Path) -> None:
+    path = nb_file(tmp_path / "nb.csv", 3)
+    frame = next(read_chunks(path, NATIONBUILDER_PEOPLE, reference_date=date(2030, 1, 1)))
+    assert frame.attrs["reference_date"] == date(2030, 1, 1)
+    assert next(read_chunks(path, NATIONBUILDER_PEOPLE)).attrs["reference_date"] == \
+        date(2026, 1, 3)
+    assert "reference_date" not in next(read_chunks(don_file(tmp_path / "d.csv"), DONATIONS)).attrs

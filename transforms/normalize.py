@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import InputFileError
-from core.geography import Geography, load_geography
+from core.geography import Geography, Placement, load_geography
 from core.vocabulary import AGE_BANDS, CHANNELS, DONATION_METHODS, RESULTS
 from transforms.phones import normalize_phones_arrow
 from transforms.sources import CHANNEL_MAP, SourceProfile
@@ -66,6 +67,8 @@ METHOD_MAP: Mapping[str, str] = {
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "oui", "o", "vrai", "x")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "non", "faux")
 
+_CASED_TRUE = pa.array(sorted({c for w in TRUE_WORDS for c in (w, w.upper(), w.title())}))
+_CASED_FALSE = pa.array(sorted({c for w in FALSE_WORDS for c in (w, w.upper(), w.title())}))
 _NULL = pa.scalar(None, pa.string())
 _EMAIL_CHAR = r"[^@\s<>(),;:\"\[\]\\]"
 _DOMAIN_CHAR = r"[^@\s<>(),;:\"\[\]\\.]"
@@ -73,6 +76,7 @@ _DOMAIN_CHAR = r"[^@\s<>(),;:\"\[\]\\.]"
 EMAIL_PATTERN = (rf"^[^=+\-@.\s<>(),;:\"\[\]\\]{_EMAIL_CHAR}*@(?:{_DOMAIN_CHAR}+\.)+"
                  rf"{_DOMAIN_CHAR}{{2,}}$")
 _AGE_EDGES = np.array([18, 25, 35, 45, 55, 65, 75, 121])
+_BAND_LABELS = pa.array([*AGE_BANDS, None], type=pa.string())
 _TIME_SUFFIX = re.compile(r"[ T].*$")
 
 
@@ -98,7 +102,6 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
     today's date, so a rerun gives the same bands. Raises :class:`InputFileError` naming the
     file, line and column when a date or an amount breaks its rule.
     """
-    geo = geography or load_geography()
     n = len(raw)
     rows = raw["row_number"].to_numpy(dtype=np.int64)
     ctx = _Context(file_name, profile, rows)
@@ -116,7 +119,8 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
         values = col(field)
         out[field] = normalize_phones_arrow(values) if values is not None else _nulls(n)
         bad_phone += _count_lost(values, out[field])
-    out.update(_place(col("insee_code"), col("postcode"), geo, n))
+    tables = _default_place_tables() if geography is None else _place_tables(geography)
+    out.update(_place(col("insee_code"), col("postcode"), tables, n))
     unplaced = int(pc.sum(pc.is_null(out["departement"])).as_py() or 0)
 
     basis = np.full(n, profile.lawful_basis != "none")
@@ -195,9 +199,12 @@ def parse_dates(values: pa.Array, date_format: str) -> pa.Array:
 
 def parse_bool(values: pa.Array) -> pa.Array:
     """Yes/no words in English and French (true/false, oui/non, 1/0, x) to booleans."""
-    lowered = pc.utf8_lower(values)
-    is_true = pc.is_in(lowered, value_set=pa.array(TRUE_WORDS))
-    is_false = pc.is_in(lowered, value_set=pa.array(FALSE_WORDS))
+    is_true = pc.is_in(values, value_set=_CASED_TRUE)
+    is_false = pc.is_in(values, value_set=_CASED_FALSE)
+    if not pc.all(pc.or_kleene(pc.or_kleene(is_true, is_false), pc.is_null(values))).as_py():
+        lowered = pc.utf8_lower(values)  # rare spellings such as "tRUE"
+        is_true = pc.is_in(lowered, value_set=pa.array(TRUE_WORDS))
+        is_false = pc.is_in(lowered, value_set=pa.array(FALSE_WORDS))
     unknown = pa.scalar(None, pa.bool_())
     return pc.if_else(is_true, True, pc.if_else(is_false, False, unknown))
 
@@ -282,8 +289,8 @@ def _arrow(s: pd.Series) -> pa.Array:
 def _clean(values: pa.Array) -> pa.Array:
     """Trim, drop NationBuilder's leading ``'`` (it stops Excel reformatting), empty -> null."""
     trimmed = pc.utf8_trim_whitespace(values)
-    trimmed = pc.utf8_trim_whitespace(pc.replace_substring_regex(trimmed, r"^'", "",
-                                                                 max_replacements=1))
+    if pc.any(pc.fill_null(pc.starts_with(trimmed, "'"), False)).as_py():
+        trimmed = pc.utf8_trim_whitespace(pc.utf8_ltrim(trimmed, characters="'"))
     return pc.if_else(pc.equal(trimmed, ""), _NULL, trimmed)
 
 
@@ -303,7 +310,9 @@ def _true(values: pa.Array) -> np.ndarray:
 
 
 def _normalize_email(values: pa.Array) -> pa.Array:
-    folded = pc.utf8_lower(pc.utf8_normalize(pc.utf8_trim_whitespace(values), form="NFKC"))
+    folded = pc.utf8_lower(pc.utf8_normalize(values, form="NFKC"))
+    if not pc.all(pc.fill_null(pc.string_is_ascii(values), True)).as_py():
+        folded = pc.utf8_trim_whitespace(folded)  # NFKC can turn odd spaces into plain ones
     valid = pc.match_substring_regex(folded, EMAIL_PATTERN)
     return pc.if_else(valid, folded, _NULL)
 
@@ -317,35 +326,65 @@ def _map_unique(values: pa.Array, fn: Callable[[Any], Any], type_: pa.DataType) 
     return pc.take(mapped, encoded.indices)
 
 
-def _place(insee: pa.Array | None, postcode: pa.Array | None, geo: Geography,
-           n: int) -> dict[str, pa.Array]:
-    """Commune, département, région: by INSEE code when there is one, else by postcode."""
+@dataclass(frozen=True)
+class _PlaceTable:
+    """Every code of a public list with its placement, as arrays for vectorized lookups."""
+
+    codes: pa.Array
+    commune: pa.Array
+    departement: pa.Array
+    region: pa.Array
+
+    @classmethod
+    def build(cls, codes: list[str], place: Callable[[str], Placement]) -> _PlaceTable:
+        found = [place(code) for code in codes]
+        return cls(pa.array(codes, type=pa.string()),
+                   *(pa.array([getattr(p, a) for p in found], type=pa.string())
+                     for a in ("commune", "departement", "region")))
+
+    def look_up(self, values: pa.Array) -> dict[str, pa.Array]:
+        at = pc.index_in(values, value_set=self.codes)
+        return {"commune": pc.take(self.commune, at), "departement": pc.take(self.departement, at),
+                "region": pc.take(self.region, at)}
+
+
+def _place_tables(geo: Geography) -> tuple[_PlaceTable, _PlaceTable]:
+    """Placement of every La Poste postcode and of every COG commune code."""
+    return (_PlaceTable.build(sorted(geo.postcode_communes), geo.place_postcode),
+            _PlaceTable.build(sorted(geo.communes), geo.place_commune))
+
+
+@lru_cache(maxsize=1)
+def _default_place_tables() -> tuple[_PlaceTable, _PlaceTable]:
+    return _place_tables(load_geography())
+
+
+def _place(insee: pa.Array | None, postcode: pa.Array | None,
+           tables: tuple[_PlaceTable, _PlaceTable], n: int) -> dict[str, pa.Array]:
+    """Commune, département, région: by INSEE code when there is one, else by postcode.
+
+    A postcode must be five digits (``1000`` is not guessed into ``01000``), and is placed
+    through La Poste's table only: one commune -> that commune; several communes of one
+    département -> that département; anything else stays unplaced.
+    """
+    by_postcode, by_commune = tables
     placed = {"commune": _nulls(n), "departement": _nulls(n), "region": _nulls(n)}
     if postcode is not None:
-        digits = pc.replace_substring_regex(postcode, r"\s", "")
-        five = pc.if_else(pc.match_substring_regex(digits, r"^\d{5}$"), digits, _NULL)
-        placed = _placements(five, geo.place_postcode)
+        placed = by_postcode.look_up(pc.replace_substring(postcode, " ", ""))
     if insee is not None:
-        by_code = _placements(pc.utf8_upper(insee), geo.place_commune)
+        by_code = by_commune.look_up(pc.utf8_upper(insee))
         use = pc.is_valid(by_code["departement"])
         placed = {k: pc.if_else(use, by_code[k], placed[k]) for k in placed}
     return placed
-
-
-def _placements(codes: pa.Array, place: Callable[[str], Any]) -> dict[str, pa.Array]:
-    encoded = pc.dictionary_encode(codes)
-    found = [place(code) for code in encoded.dictionary.to_pylist()]
-    return {attr: pc.take(pa.array([getattr(p, attr) for p in found], type=pa.string()),
-                          encoded.indices)
-            for attr in ("commune", "departement", "region")}
 
 
 def _support_level(values: pa.Array | None, n: int) -> pa.Array:
     """The leading 1-5 of a scale value: ``2``, ``2 - Lean Support``, ``1-Strong Dupont``."""
     if values is None:
         return pa.nulls(n, pa.int8())
-    found = pc.extract_regex(values, r"^(?P<level>[1-5])(?:\D|$)")
-    return pc.cast(pc.struct_field(found, [0]), pa.int8())
+    encoded = pc.dictionary_encode(values)
+    found = pc.extract_regex(encoded.dictionary, r"^(?P<level>[1-5])(?:\D|$)")
+    return pc.take(pc.cast(pc.struct_field(found, [0]), pa.int8()), encoded.indices)
 
 
 def _key(text: str) -> str:
@@ -403,14 +442,18 @@ def _age_bands(born: pa.Array, ref: date | None) -> pa.Array:
                        + pc.day(days).to_numpy(zero_copy_only=False)) > ref.month * 100 + ref.day
     age = ref.year - year - before_birthday
     index = np.searchsorted(_AGE_EDGES, age, side="right") - 1
-    labels = [AGE_BANDS[i] if 0 <= i < len(AGE_BANDS) else None for i in index]
-    return pc.take(pa.array(labels, type=pa.string()), encoded.indices)
+    index = np.where((index >= 0) & (index < len(AGE_BANDS)), index, len(AGE_BANDS))
+    labels = pc.take(_BAND_LABELS, pa.array(index))
+    return pc.take(labels, encoded.indices)
 
 
 def _strftime(days: pa.Array, pattern: str) -> pa.Array:
+    """Format dates once per distinct day (formatting is slow per row)."""
     if len(days) == 0:
         return pa.array([], type=pa.string())
-    return pc.strftime(pc.cast(days, pa.timestamp("s")), format=pattern)
+    encoded = pc.dictionary_encode(days)
+    labels = pc.strftime(pc.cast(encoded.dictionary, pa.timestamp("s")), format=pattern)
+    return pc.take(labels, encoded.indices)
 
 
 def _contacts(ctx: _Context, col: Callable[[str], pa.Array | None],

@@ -1,33 +1,28 @@
 """Phone numbers to E.164, fast for the common French forms.
 
 ``phonenumbers`` costs tens of microseconds per value: too slow for a million rows. So the
-common forms are decided by vectorized string operations (pyarrow compute, RE2) over the
-unique values of a chunk: after removing spaces, dots, dashes, slashes, parentheses, quotes
-and a ``(0)``, a metropolitan number written ``0612345678``, ``+33612345678`` or
-``0033612345678`` whose nine national digits fall in the ranges ``phonenumbers`` itself
-validates for France (fixed 1–5, mobile 6 and 73–79, VoIP 9) becomes ``+33612345678``.
+common forms are decided by vectorized string operations (pyarrow compute, RE2): after
+removing spaces, dots, dashes, slashes, parentheses, quotes and a ``(0)``, a number written
+``0612345678``, ``+33612345678`` or ``0033612345678`` is valid when its nine national
+digits match the patterns ``phonenumbers`` itself uses for France (its metadata, read once),
+and becomes ``+33612345678``.
 
 Overseas départements share France's national format but not its country code: a national
-``0690…`` is Guadeloupe's ``+590690…``, ``0262…`` Réunion's ``+262262…``. Those, numbers
-already written with an overseas code, and everything else the fast path cannot decide go
-to ``phonenumbers`` (once per unique value, memoized). A value that is not a valid number
-becomes missing.
+``0690…`` is Guadeloupe's ``+590690…``, ``0262…`` Réunion's ``+262262…``. Those, and numbers
+already written ``+262…``, ``+590…``, ``+594…``, ``+596…``, are checked against the
+patterns of their territories the same way. Anything else (foreign numbers, odd lengths)
+goes to ``phonenumbers``, once per distinct value (memoized). A value that is not a valid
+number becomes missing.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-#: The nine national digits that ``phonenumbers`` validates for France (metadata FR:
-#: fixed line, mobile, VoIP), used as the fast path's whitelist.
-FR_NATIONAL = (
-    r"(?:(?:26[013-9]|59[1-35-9])\d{6}|(?:[13]\d|2[0-57-9]|4[1-9]|5[0-8])\d{7}"
-    r"|(?:6(?:[0-24-8]\d|3[0-8]|9[589])|7[3-9]\d)\d{6}|9\d{8})"
-)
 #: National prefixes (after the leading 0) of the overseas départements -> country code.
 OVERSEAS_PREFIXES: dict[str, str] = {
     "262": "262", "263": "262", "692": "262", "693": "262",  # La Réunion
@@ -36,8 +31,31 @@ OVERSEAS_PREFIXES: dict[str, str] = {
     "594": "594", "694": "594",  # Guyane
     "596": "596", "696": "596", "697": "596",  # Martinique
 }
-
+#: Country code -> the regions of phonenumbers' metadata that share it.
+TERRITORIES: dict[str, tuple[str, ...]] = {
+    "33": ("FR",), "262": ("RE", "YT"), "590": ("GP", "BL", "MF"), "594": ("GF",),
+    "596": ("MQ",),
+}
+#: The number types phonenumbers.is_valid_number accepts.
+_NUMBER_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "voip",
+                 "personal_number", "pager", "uan", "voicemail")
 _SEPARATORS = r"[\s.\-/()'\"\x{00A0}\x{202F}]"
+_NULL = pa.scalar(None, pa.string())
+
+
+@cache
+def national_pattern(country_code: str) -> str:
+    """RE2 pattern of every valid national number of ``country_code`` (phonenumbers' data)."""
+    from phonenumbers import PhoneMetadata
+
+    parts = []
+    for region in TERRITORIES[country_code]:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        for kind in _NUMBER_TYPES:
+            desc = getattr(metadata, kind, None)
+            if desc is not None and desc.national_number_pattern:
+                parts.append(f"(?:{desc.national_number_pattern})")
+    return "^(?:" + "|".join(parts) + ")$"
 
 
 def normalize_phones(s: pd.Series, default_region: str = "FR") -> pd.Series:
@@ -51,56 +69,74 @@ def normalize_phones(s: pd.Series, default_region: str = "FR") -> pd.Series:
 
 
 def normalize_phones_arrow(values: pa.Array, default_region: str = "FR") -> pa.Array:
-    """The same on a pyarrow string array: works on the unique values only."""
+    """The same on a pyarrow string array."""
     if len(values) == 0:
         return pa.array([], type=pa.string())
-    encoded = pc.dictionary_encode(values)
-    uniques = encoded.dictionary
-    mapped = _normalize_unique(uniques, default_region)
-    return pc.take(mapped, encoded.indices)
-
-
-def _normalize_unique(uniques: pa.Array, default_region: str) -> pa.Array:
-    cleaned = pc.replace_substring(uniques, "(0)", "")
-    cleaned = pc.replace_substring_regex(cleaned, _SEPARATORS, "")
-    cleaned = pc.replace_substring_regex(cleaned, r"^00", "+")
-    national = pc.match_substring_regex(cleaned, r"^0[1-9]\d{8}$")
-    intl_fr = pc.match_substring_regex(cleaned, r"^\+33[1-9]\d{8}$")
+    cleaned = _strip_separators(values)
+    length = pc.utf8_length(cleaned)
+    digits_after_plus = pc.ascii_is_decimal(pc.utf8_slice_codeunits(cleaned, 1, 13))
+    national = pc.and_(pc.and_(pc.equal(length, 10), pc.starts_with(cleaned, "0")),
+                       digits_after_plus)
     if default_region != "FR":
         national = pc.and_(national, pa.scalar(False))
-    nsn = pc.if_else(national, pc.utf8_slice_codeunits(cleaned, 1, 10),
-                     pc.if_else(intl_fr, pc.utf8_slice_codeunits(cleaned, 3, 12),
-                                pa.scalar(None, pa.string())))
-    overseas = pc.and_(national, pc.is_in(pc.utf8_slice_codeunits(cleaned, 1, 4),
-                                          value_set=pa.array(list(OVERSEAS_PREFIXES))))
-    fast = pc.and_kleene(pc.match_substring_regex(nsn, f"^{FR_NATIONAL}$"),
-                         pc.invert(overseas))
-    fast = pc.fill_null(fast, False)
-    result = pc.if_else(fast, pc.binary_join_element_wise("+33", nsn, ""),
-                        pa.scalar(None, pa.string()))
-    undecided = pc.and_(pc.invert(fast), pc.invert(pc.equal(pc.fill_null(cleaned, ""), "")))
-    slow_at = pc.indices_nonzero(pc.fill_null(undecided, False)).to_pylist()
-    if not slow_at:
-        return result
-    originals = uniques.take(pa.array(slow_at)).to_pylist()
-    overseas_flags = overseas.take(pa.array(slow_at)).to_pylist()
-    cleaned_slow = cleaned.take(pa.array(slow_at)).to_pylist()
-    fixed = [
-        _overseas(clean) if is_overseas else parse_phone(original, default_region)
-        for original, clean, is_overseas in zip(originals, cleaned_slow, overseas_flags,
-                                                strict=True)
-    ]
-    out = result.to_pylist()
-    for at, value in zip(slow_at, fixed, strict=True):
-        out[at] = value
-    return pa.array(out, type=pa.string())
+    prefix = pc.utf8_slice_codeunits(cleaned, 1, 4)
+    overseas_code = pc.take(pa.array(list(OVERSEAS_PREFIXES.values())),
+                            pc.index_in(prefix, value_set=pa.array(list(OVERSEAS_PREFIXES))))
+    intl = pc.and_(pc.starts_with(cleaned, "+"), digits_after_plus)
+    intl_fr = pc.and_(intl, pc.and_(pc.equal(length, 12), pc.starts_with(cleaned, "+33")))
+    intl_dom = pc.and_(pc.and_(intl, pc.equal(length, 13)),
+                       pc.is_in(prefix, value_set=pa.array(["262", "590", "594", "596"])))
+    nsn = pc.if_else(pc.or_(national, intl_fr), pc.utf8_slice_codeunits(cleaned, -9, 13),
+                     pc.if_else(intl_dom, pc.utf8_slice_codeunits(cleaned, 4, 13), _NULL))
+    code = pc.if_else(national, pc.fill_null(overseas_code, "33"),
+                      pc.if_else(intl_fr, "33", pc.if_else(intl_dom, prefix, _NULL)))
+    french = pc.fill_null(pc.equal(code, "33"), False)
+    valid = pc.and_(french, pc.fill_null(pc.match_substring_regex(nsn, national_pattern("33")),
+                                         False))
+    result = pc.if_else(valid, pc.binary_join_element_wise("+33", nsn, ""), _NULL)
+    overseas = pc.and_(pc.is_valid(code), pc.invert(french))
+    overseas = pc.fill_null(overseas, False)
+    if pc.any(overseas).as_py():
+        result = pc.replace_with_mask(result, overseas,
+                                      _overseas(nsn.filter(overseas), code.filter(overseas),
+                                                national.filter(overseas)))
+    decided = pc.is_valid(code)
+    undecided = pc.and_(pc.invert(pc.fill_null(decided, False)),
+                        pc.invert(pc.equal(pc.fill_null(cleaned, ""), "")))
+    undecided = pc.fill_null(undecided, False)
+    if pc.any(undecided).as_py():
+        slow = [parse_phone(v, default_region) for v in values.filter(undecided).to_pylist()]
+        result = pc.replace_with_mask(result, undecided, pa.array(slow, type=pa.string()))
+    return result
 
 
-def _overseas(cleaned: str) -> str | None:
-    """A national number of an overseas département, under its own country code."""
-    code = OVERSEAS_PREFIXES[cleaned[1:4]]
-    found = parse_phone(f"+{code}{cleaned[1:]}", "FR")
-    return found if found is not None else parse_phone(cleaned, "FR")
+def _overseas(nsn: pa.Array, code: pa.Array, national: pa.Array) -> pa.Array:
+    """Numbers of the overseas départements, against their own territory's patterns; a
+    national number the territory does not know may still be a French one (0263...)."""
+    result = pa.nulls(len(nsn), pa.string())
+    for country in TERRITORIES:
+        mine = pc.fill_null(pc.equal(code, country), False)
+        valid = pc.fill_null(pc.match_substring_regex(nsn, national_pattern(country)), False)
+        hit = pc.and_(mine, valid)
+        result = pc.if_else(hit, pc.binary_join_element_wise(f"+{country}", nsn, ""), result)
+    retry = pc.and_(national, pc.is_null(result))
+    valid = pc.fill_null(pc.match_substring_regex(nsn, national_pattern("33")), False)
+    return pc.if_else(pc.and_(retry, valid), pc.binary_join_element_wise("+33", nsn, ""), result)
+
+
+def _strip_separators(values: pa.Array) -> pa.Array:
+    """Remove what people put between digits; literal replacements first (cheap), the
+    regular expression only on the few values that still hold something else."""
+    cleaned = pc.replace_substring(values, "(0)", "")
+    for separator in (" ", ".", "-"):
+        cleaned = pc.replace_substring(cleaned, separator, "")
+    odd = pc.fill_null(pc.match_substring_regex(cleaned, r"[^0-9+]"), False)
+    if pc.any(odd).as_py():
+        fixed = pc.replace_substring_regex(cleaned.filter(odd), _SEPARATORS, "")
+        cleaned = pc.replace_with_mask(cleaned, odd, fixed)
+    if pc.any(pc.fill_null(pc.starts_with(cleaned, "00"), False)).as_py():
+        cleaned = pc.replace_substring_regex(cleaned, r"^00", "+")
+    return cleaned
 
 
 @lru_cache(maxsize=65536)

@@ -591,15 +591,18 @@ def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -
 
 
 def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
-                chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+                chunk_rows: int = 200_000, *,
+                reference_date: date | None = None) -> Iterator[pd.DataFrame]:
     """Yield frames of at most ``chunk_rows`` records, columns named by internal field.
 
     Every column of ``profile.fields`` is present (all missing when the file lacks an
     optional column), plus ``consent`` for a consent-column profile, plus ``row_number``
     (int64, the line where the record starts; header = line 1). Values are strings, missing
     when empty (pandas' string dtype). Unmapped raw columns are never materialized.
-    For a people profile, ``frame.attrs["reference_date"]`` is the file's newest
-    ``created_at`` (see :func:`transforms.normalize.normalize_chunk`).
+    For a people profile, ``frame.attrs["reference_date"]`` is the date ages are computed
+    at (see :func:`transforms.normalize.normalize_chunk`): ``reference_date`` when given (say,
+    the run's logical date), else the file's newest ``created_at``, found by a first pass
+    over that one column.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be positive")
@@ -613,7 +616,10 @@ def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None 
     present = {raw: names[columns.index(raw)] for raw in set(mapping.values()) if raw in columns}
     include = [n for n in names if n in present.values()]
     attrs: dict[str, object] = {}
-    if profile.kind == "people" and "created_at" in mapping and mapping["created_at"] in present:
+    if reference_date is not None:
+        attrs["reference_date"] = reference_date
+    elif profile.kind == "people" and "created_at" in mapping and \
+            mapping["created_at"] in present:
         attrs["reference_date"] = _newest_date(path, dialect, names, scan,
                                                present[mapping["created_at"]],
                                                profile.date_format)
