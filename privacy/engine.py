@@ -55,8 +55,9 @@ from privacy.bounding import (
 from privacy.plan import Plan, Query, public_keys
 from warehouse.reader import ReleaseData, snapshot_warehouse
 
-__all__ = ["ReleaseData", "QueryResult", "snapshot_warehouse", "run_query", "postprocess",
-           "mechanism_name", "float_rho_down", "CellKeys", "cell_keys"]
+__all__ = ["ReleaseData", "QueryResult", "CompiledQuery", "snapshot_warehouse", "run_query",
+           "compile_query", "postprocess", "mechanism_name", "float_rho_down", "CellKeys",
+           "cell_keys", "load_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -295,8 +296,55 @@ def _scratch_parquet(frame: pl.DataFrame, directory: Path) -> Iterator[pl.LazyFr
         path.unlink(missing_ok=True)
 
 
-def run_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> QueryResult:
-    """Run one query: bound, build the OpenDP measurement for ``rho``, draw the noise once."""
+@dataclass(frozen=True)
+class CompiledQuery:
+    """A query ready to release: its bounded frame and its calibrated OpenDP measurement.
+
+    Compiling reads the data and builds the measurement but draws no noise. Each call of
+    :meth:`release` draws fresh noise from OpenDP and so spends ``rho`` once more: only the
+    release orchestration, after the accountant's charge, calls it for real (once); tests
+    and benchmarks call it many times on synthetic data to check the mechanism.
+    """
+
+    query: Query
+    plan: Plan
+    rho: Fraction
+    cells: CellKeys
+    frame: pl.DataFrame  # bounded rows as OpenDP sees them (no person key)
+    measurement: Any
+    declared: tuple[Any, ...]  # the privacy unit's bounds, as declared to OpenDP
+    spent: float  # OpenDP's own privacy map at the declared bound: ≤ rho
+    scratch: Path
+
+    def release(self, times: int = 1) -> list[QueryResult]:
+        """Draw the noise ``times`` times (each draw spends ``rho``) and build the tables."""
+        aggregates = _aggregates(self.measurement)
+        spec = _spec(self.query)
+        results = []
+        with _scratch_parquet(self.frame, self.scratch) as scanned:
+            for _ in range(times):
+                released = self.measurement(scanned).collect()  # noise is drawn here only
+                results.append(self._result(released, aggregates, spec))
+        return results
+
+    def _result(self, released: pl.DataFrame, aggregates: Mapping[str, _Aggregate],
+                spec: _Spec) -> QueryResult:
+        query, cells = self.query, self.cells
+        released = cells.labels.join(released, on=CELL, how="left").sort(CELL)
+        if query.measure == "mean":
+            table, notes = _mean_table(query, cells, released, aggregates)
+        elif query.measure == "quantile":
+            table, notes = _quantile_table(query, cells, released, aggregates, spec)
+        else:
+            table, notes = _total_table(query, cells, released, aggregates)
+        metadata = _metadata(query, self.plan, spec, cells, aggregates, rho=self.rho,
+                             spent=self.spent, d_in=self.declared, notes=notes)
+        return QueryResult(query=query, rho=self.rho, mechanism=mechanism_name(query),
+                           table=table, metadata=metadata)
+
+
+def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> CompiledQuery:
+    """Bound the query's rows and build its OpenDP measurement for ``rho`` (no noise yet)."""
     if query not in plan.releases:
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
@@ -315,23 +363,16 @@ def run_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> Que
     measurement, d_in, spent = _measurement(spec, query, frame.schema, cells.n_cells, target)
     if Fraction(spent) > rho:
         raise InvariantViolation(f"OpenDP would spend {spent} > charged {rho}")
-    aggregates = _aggregates(measurement)
-    directory = next(iter(data.tables.values())).parent
-    with _scratch_parquet(frame, directory) as scanned:
-        released = measurement(scanned).collect()  # the only place noise is drawn
-    del frame
-    released = cells.labels.join(released, on=CELL, how="left").sort(CELL)
-    if query.measure == "mean":
-        table, notes = _mean_table(query, cells, released, aggregates)
-    elif query.measure == "quantile":
-        table, notes = _quantile_table(query, cells, released, aggregates, spec)
-    else:
-        table, notes = _total_table(query, cells, released, aggregates)
-    metadata = _metadata(query, plan, spec, cells, aggregates, rho=rho, spent=spent, d_in=d_in,
-                         notes=notes)
-    log.info("query %s released over %d public cells", query.name, cells.n_cells)
-    return QueryResult(query=query, rho=rho, mechanism=mechanism_name(query), table=table,
-                       metadata=metadata)
+    return CompiledQuery(query=query, plan=plan, rho=rho, cells=cells, frame=frame,
+                         measurement=measurement, declared=tuple(d_in), spent=spent,
+                         scratch=next(iter(data.tables.values())).parent)
+
+
+def run_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> QueryResult:
+    """Run one query: bound, build the OpenDP measurement for ``rho``, draw the noise once."""
+    (result,) = compile_query(query, plan, data, rho).release(1)
+    log.info("query %s released over %d public cells", query.name, result.table.height)
+    return result
 
 
 # ----------------------------------------------------------------------------- tables
