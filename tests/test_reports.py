@@ -510,12 +510,18 @@ def test_auditor_report_names_a_tampered_entry(settings: Settings) -> None:
     publish(settings)
     with make_engine(settings.warehouse_url).begin() as conn:
         conn.execute(text("UPDATE ledger_entries SET mechanism = 'laplace' WHERE seq = 2"))
+        conn.execute(text("UPDATE ledger_entries SET signature = (SELECT signature FROM "
+                          "ledger_entries WHERE seq = 1) WHERE seq = 4"))
     dom = parse_html(write_auditor_report(settings, generated_at=GENERATED).read_text())
     verify = dom.find("section", id="verify")
     assert verify.attrs["data-status"] == "failed"
     assert "entry seq 2" in verify.text()
-    problems = dom.find("section", id="releases").find_all("tr", class_="problem")
-    assert [tr.find("td").text() for tr in problems] == ["2"]
+    releases = dom.find("section", id="releases")
+    problems = releases.find_all("tr", class_="problem")
+    assert [tr.find("td").text() for tr in problems] == ["2", "4"]
+    signatures = {row[0]: row[7] for row in releases.find("table").rows()}
+    assert "valide" in signatures["2"]  # its fields changed, its signature did not
+    assert "invalide" in signatures["4"] and "invalide" not in signatures["3"]
 
 
 def test_auditor_report_without_the_public_key_says_the_audit_did_not_run(
