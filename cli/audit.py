@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
+from cli.app import app
 from cli.common import console, emit_json, err_console, settings_or_exit
-from cli.main import app
 from core.errors import EXIT_AUDIT_FAILURE, IsoloirError
 
 audit_app = typer.Typer(help="Verify the privacy ledger and the published files.",

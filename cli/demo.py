@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
+from cli.app import app
 from cli.common import console, handled_errors, settings_or_exit
-from cli.main import app
 from core.settings import ENV_KEY_FILE, ENV_MASTER_KEY, ENV_SIGNING_KEY_FILE, default_key_file
 
 DEMO_RUN_KEY = "demo"

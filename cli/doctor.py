@@ -22,8 +22,8 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from cli.app import app
 from cli.common import console, emit_json, settings_or_exit
-from cli.main import app
 from core.errors import EXIT_FAILURE, IsoloirError
 from core.settings import ENV_KEY_FILE, ENV_MASTER_KEY, Settings
 

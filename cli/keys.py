@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from cli.app import app
 from cli.common import console, emit_json, handled_errors, settings_or_exit
-from cli.main import app
 from core.errors import KeyMaterialError
 from core.settings import ENV_SIGNING_KEY_FILE, Settings, default_key_file
 

@@ -15,8 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.app import app
 from cli.common import console, emit_json, handled_errors, settings_or_exit
-from cli.main import app
 
 
 @app.command("release")

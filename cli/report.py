@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
+from cli.app import app
 from cli.audit import audit_app
 from cli.common import console, emit_json, err_console, handled_errors, settings_or_exit
-from cli.main import app
 from core.errors import EXIT_AUDIT_FAILURE
 
 

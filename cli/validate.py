@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.app import app
 from cli.common import console, emit_json, handled_errors, settings_or_exit
-from cli.main import app
 from core.errors import EXIT_BAD_INPUT
 from expectations.outcome import ValidationOutcome
 
