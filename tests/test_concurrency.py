@@ -36,7 +36,7 @@ def _race(url: str, key_path: str, n: int, start: Any, results: Any) -> None:
     accountant = Accountant(engine, load_signing_key(Path(key_path)))
     rid = release_id(DATASET, "race", f"query_{n}", PLAN_HASH, attempt=0)
     results.put(("ready", n, ""))
-    start.wait(30)
+    start.wait(180)
     try:
         accountant.open_budget(DATASET, BudgetCap(CAP))  # the first one creates it
         entry = accountant.charge(ChargeRequest(DATASET, rid, PLAN_HASH, "{}", "gaussian (zCDP)",
@@ -63,12 +63,12 @@ def _run_race(url: str, tmp_path: Path) -> None:
     for w in workers:
         w.start()
     # Fire only when every contender is loaded and waiting: a real race, not a queue.
-    ready = [results.get(timeout=60) for _ in workers]
+    ready = [results.get(timeout=180) for _ in workers]
     assert {r[0] for r in ready} == {"ready"}
     start.set()
-    outcomes = [results.get(timeout=60) for _ in workers]
+    outcomes = [results.get(timeout=180) for _ in workers]
     for w in workers:
-        w.join(30)
+        w.join(60)
     assert [o for o in outcomes if o[0] == "error"] == []
     charged = [o for o in outcomes if o[0] == "charged"]
     exhausted = [o for o in outcomes if o[0] == "exhausted"]
