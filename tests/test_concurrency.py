@@ -60,15 +60,21 @@ def _run_race(url: str, tmp_path: Path) -> None:
     results = ctx.Queue()
     workers = [ctx.Process(target=_race, args=(url, str(info.path), n, start, results))
                for n in range(PROCESSES)]
-    for w in workers:
-        w.start()
-    # Fire only when every contender is loaded and waiting: a real race, not a queue.
-    ready = [results.get(timeout=180) for _ in workers]
-    assert {r[0] for r in ready} == {"ready"}
-    start.set()
-    outcomes = [results.get(timeout=180) for _ in workers]
-    for w in workers:
-        w.join(60)
+    try:
+        for w in workers:
+            w.start()
+        # Fire only when every contender is loaded and waiting: a real race, not a queue.
+        ready = [results.get(timeout=180) for _ in workers]
+        assert {r[0] for r in ready} == {"ready"}
+        start.set()
+        outcomes = [results.get(timeout=180) for _ in workers]
+        for w in workers:
+            w.join(60)
+    finally:
+        for w in workers:  # never leave a contender behind, even when the test fails
+            if w.is_alive():
+                w.terminate()
+                w.join(10)
     assert [o for o in outcomes if o[0] == "error"] == []
     charged = [o for o in outcomes if o[0] == "charged"]
     exhausted = [o for o in outcomes if o[0] == "exhausted"]
