@@ -291,3 +291,12 @@ def test_a_given_reference_date_skips_the_first_pass(tmp_path: Path) -> None:
     assert next(read_chunks(path, NATIONBUILDER_PEOPLE)).attrs["reference_date"] == \
         date(2026, 1, 3)
     assert "reference_date" not in next(read_chunks(don_file(tmp_path / "d.csv"), DONATIONS)).attrs
+
+
+def test_blank_lines_before_the_header(tmp_path: Path) -> None:
+    path = don_file(tmp_path / "don.csv")
+    path.write_bytes(b"\r\n\r\n" + path.read_bytes())
+    dialect = sniff_dialect(path, DONATIONS)
+    assert validate_whole_file(path, DONATIONS, dialect) == 1
+    frame = next(read_chunks(path, DONATIONS, dialect))
+    assert frame["row_number"].tolist() == [4] and frame["amount"].tolist() == ["50.00"]

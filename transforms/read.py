@@ -130,7 +130,7 @@ def sniff_dialect(path: Path, profile: SourceProfile | None = None) -> FileDiale
         raise InputFileError(name, "empty_file", "the file holds no data")
     _check_binary(body, name, line_base=0)
     encoding = _detect_encoding(path, has_bom, profile)
-    header_bytes = body.split(b"\n", 1)[0] if b"\n" in body else body.split(b"\r", 1)[0]
+    header_bytes = _first_line(body)
     if len(header_bytes) >= _MAX_HEADER_BYTES:
         raise InputFileError(name, "field_too_large", "the header line is longer than 1 MiB", row=1)
     try:
@@ -149,12 +149,19 @@ def _read_head(path: Path) -> bytes:
     """The first 64 KiB, extended to the end of the first line (a header up to 1 MiB)."""
     with path.open("rb") as handle:
         head = handle.read(SAMPLE_BYTES)
-        while b"\n" not in head and b"\r" not in head and len(head) < _MAX_HEADER_BYTES:
+        while b"\n" not in head.lstrip(b"\r\n") and b"\r" not in head.lstrip(b"\r\n") \
+            and len(head) < _MAX_HEADER_BYTES:
             more = handle.read(SAMPLE_BYTES)
             if not more:
                 break
             head += more
     return head
+
+
+def _first_line(body: bytes) -> bytes:
+    """The header: the first line that is not blank."""
+    body = body.lstrip(b"\r\n")
+    return body.split(b"\n", 1)[0] if b"\n" in body else body.split(b"\r", 1)[0]
 
 
 def _check_binary(data: bytes, name: str, line_base: int, ratio: bool = True) -> None:
@@ -178,7 +185,7 @@ def _detect_encoding(path: Path, has_bom: bool, profile: SourceProfile | None) -
     found = _first_non_ascii(path)
     if found is None:
         return "utf-8-sig" if has_bom else "utf-8"
-    offset, line, window = found
+    _, line, window = found
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         decoder.decode(window, final=False)
@@ -281,8 +288,7 @@ def _show(delimiter: str) -> str:
 def header_columns(path: Path, dialect: FileDialect) -> list[str]:
     """The header's column names, stripped of whitespace (and of the BOM)."""
     head = _read_head(path)
-    body = head[len(UTF8_BOM):] if dialect.has_bom else head
-    line = body.split(b"\n", 1)[0] if b"\n" in body else body.split(b"\r", 1)[0]
+    line = _first_line(head[len(UTF8_BOM):] if dialect.has_bom else head)
     codec = "utf-8" if dialect.encoding.startswith("utf-8") else dialect.encoding
     return _split_header(line.decode(codec, errors="replace"), dialect.delimiter)
 
