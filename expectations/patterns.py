@@ -37,8 +37,8 @@ from types import MappingProxyType
 
 # ------------------------------------------------------------------ leak patterns (searched)
 
-#: An email address anywhere in a value.
-EMAIL = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+#: An email address anywhere in a value (any local part: RFC 5322 allows ``!#$%&'*+/=?^`{|}~``).
+EMAIL = r"[^ \t\r\n@<>(),;:\"\[\]]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 
 #: A French number: national ``06 12 34 56 78`` / ``0612345678`` / ``06.12.34.56.78``, or
 #: international ``+33 6 12 34 56 78`` / ``0033612345678`` / ``+33 (0)6...``.

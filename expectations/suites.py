@@ -264,7 +264,11 @@ def published_suite(metadata: Mapping[str, Any], columns: Sequence[str],
     """
     query = query_of(metadata)
     name = str(query.get("name") or metadata.get("query_name") or "table")
-    numeric = [c for c in columns if c in numeric_columns and c not in PUBLIC_KEY_COLUMNS]
+    measure = query.get("measure") or metadata.get("measure")
+    group_by = {str(c) for c in (query.get("group_by") or metadata.get("group_by") or ())}
+    # a numeric column declared as a group (an exact age...) is not a harmless measure
+    numeric = [c for c in columns if c in numeric_columns and c not in PUBLIC_KEY_COLUMNS
+               and c not in group_by]
     allowed = tuple(dict.fromkeys((*PUBLISHED_COLUMNS, *PUBLIC_KEY_COLUMNS, *numeric)))
     finest = finest_geography(metadata)
     too_fine = GEO_LEVELS[GEO_LEVELS.index(finest) + 1:]
@@ -289,11 +293,11 @@ def published_suite(metadata: Mapping[str, Any], columns: Sequence[str],
     for column in ("ci95_halfwidth", "noise_scale", "budget_share"):
         if column in columns:
             rules.append(Rule("non_negative", "min_value", column=column, min_value=0))
-    if query.get("measure") in COUNT_MEASURES and "estimate" in columns:
+    if measure in COUNT_MEASURES and "estimate" in columns:
         rules.append(Rule("count_non_negative", "min_value", column="estimate", min_value=0,
                           note="Counts are clamped at 0 in post-processing."))
         rules.append(Rule("count_integer", "match_regex", column="estimate",
-                          regex=r"^[0-9]+(?:\.0+)?\Z", note="Counts are rounded."))
+                          regex=r"^(?:[0-9]+|-0)(?:\.0+)?\Z", note="Counts are rounded."))
     weeks, months = _period_keys(metadata, query)
     for column in columns:
         if column in COLUMN_CODE_LISTS and column in PUBLIC_KEY_COLUMNS:
@@ -307,7 +311,10 @@ def published_suite(metadata: Mapping[str, Any], columns: Sequence[str],
             rules.append(Rule("group_key_public", "in_set", column=column, values=months)
                          if months else Rule("group_key_public", "match_regex", column=column,
                                              regex=patterns.YEAR_MONTH))
-        elif column not in numeric_columns and column not in PUBLIC_KEY_COLUMNS:
+        elif column not in numeric_columns and column not in (*PUBLIC_KEY_COLUMNS,
+                                                              "ledger_entry"):
+            # ledger_entry is a release id (a hash, whose hex digits can look like a phone
+            # number by chance): it is checked against the metadata's release id instead.
             rules.append(leak_rule(column))
     return Suite(f"published.{_slug(name)}", tuple(rules))
 
