@@ -22,8 +22,9 @@ from fractions import Fraction
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from core.errors import KeyMaterialError
 from core.settings import Settings
@@ -34,8 +35,8 @@ from privacy.signing import VerifyKey, load_verify_key
 from reports.charts import cumulative_chart, gauge
 from reports.html import BR, Markup, esc, join, page, table, tag, write_html
 from reports.i18n import Translator, translator
-from warehouse.db import make_engine, schema_version
-from warehouse.schema import ingested_files
+from warehouse.db import make_engine
+from warehouse.schema import ingested_files, ledger_entries
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class AuditInputs:
 
     budgets: tuple[BudgetState, ...]
     entries: tuple[LedgerEntry, ...]
-    master_key_ids: tuple[tuple[str, int], ...]  # (key id, files ingested with it)
+    master_key_ids: tuple[tuple[str, int], ...] | None  # (key id, files); None: not readable
     verify_key: VerifyKey | None
     verify_error: str | None
     audit: AuditReport | None
@@ -58,22 +59,23 @@ class AuditInputs:
 
 
 def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> AuditInputs:
-    """Read the ledger and run ``audit verify`` with the public signing key (read-only)."""
+    """Read the ledger and run ``audit verify`` with the public signing key (read-only).
+
+    Works with the auditor's own login on PostgreSQL, which may read the ledger tables and
+    nothing else: the master key ids (from ``ingested_files``) are then shown as unreadable.
+    """
     budgets: list[BudgetState] = []
     entries: list[LedgerEntry] = []
-    master: list[tuple[str, int]] = []
+    master: tuple[tuple[str, int], ...] | None = ()
     has_ledger = False
     if engine is None and not _sqlite_missing(settings.warehouse_url):
         engine = make_engine(settings.warehouse_url)
-    if engine is not None and schema_version(engine) is not None:
+    if engine is not None and inspect(engine).has_table(ledger_entries.name):
         has_ledger = True
         with engine.connect() as conn:
             budgets = read_budgets(conn)
             entries = read_entries(conn)
-            rows = conn.execute(select(ingested_files.c.key_id, func.count())
-                                .group_by(ingested_files.c.key_id)
-                                .order_by(ingested_files.c.key_id))
-            master = [(str(key_id), int(count)) for key_id, count in rows]
+        master = _master_key_ids(engine)
     key: VerifyKey | None = None
     error: str | None = None
     try:
@@ -86,9 +88,23 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
     elif key is not None:
         error = f"no ledger in {settings.warehouse_url_safe} yet"
     return AuditInputs(budgets=tuple(budgets), entries=tuple(entries),
-                       master_key_ids=tuple(master), verify_key=key, verify_error=error,
+                       master_key_ids=master, verify_key=key, verify_error=error,
                        audit=audit, data_docs=settings.reports / "data_docs" / "index.html",
                        warehouse=settings.warehouse_url_safe)
+
+
+def _master_key_ids(engine: Engine) -> tuple[tuple[str, int], ...] | None:
+    """Master key ids of ingested files and how many files each loaded; ``None`` when these
+    credentials may not read ``ingested_files`` (the auditor role on PostgreSQL)."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(ingested_files.c.key_id, func.count())
+                                .group_by(ingested_files.c.key_id)
+                                .order_by(ingested_files.c.key_id)).all()
+    except (ProgrammingError, OperationalError):  # permission denied, or no such table
+        log.info("master key ids not readable with these credentials")
+        return None
+    return tuple((str(key_id), int(count)) for key_id, count in rows)
 
 
 def _sqlite_missing(url: str) -> bool:
@@ -289,9 +305,11 @@ def _data_docs_section(inputs: AuditInputs, tr: Translator, out: Path) -> Markup
 
 def _keys_section(inputs: AuditInputs, tr: Translator) -> Markup:
     rows: list[list[object]] = []
-    for key_id, files in inputs.master_key_ids:
+    for key_id, files in inputs.master_key_ids or ():
         rows.append([tr.t("key_master"), tag("code", key_id), tr.t("key_files", count=files)])
-    if not inputs.master_key_ids:
+    if inputs.master_key_ids is None:
+        rows.append([tr.t("key_master"), "—", tr.t("key_unreadable")])
+    elif not inputs.master_key_ids:
         rows.append([tr.t("key_master"), tr.t("key_none"), ""])
     signing = Counter(e.signing_key_id for e in inputs.entries)
     for key_id, count in sorted(signing.items()):

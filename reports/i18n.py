@@ -200,6 +200,8 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "key_files": "{count} fichier(s) ingéré(s)",
         "key_entries": "{count} entrée(s) du registre",
         "key_none": "aucune",
+        "key_unreadable": "non lisible avec ces identifiants (rôle auditeur) : voir "
+                          "« isoloir keys show » côté pipeline",
         "warehouse": "Entrepôt : {url}",
     },
     "en": {
@@ -316,6 +318,8 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "key_files": "{count} ingested file(s)",
         "key_entries": "{count} ledger entries",
         "key_none": "none",
+        "key_unreadable": "not readable with these credentials (auditor role): see "
+                          "“isoloir keys show” on the pipeline side",
         "warehouse": "Warehouse: {url}",
     },
 }

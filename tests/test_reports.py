@@ -543,6 +543,45 @@ def test_auditor_report_on_an_empty_warehouse(settings: Settings) -> None:
     assert not (settings.home / "warehouse.db").exists()  # a report creates no warehouse
 
 
+@pytest.mark.postgres
+def test_the_auditor_login_on_postgresql_can_write_the_report(
+        pg_url: str, isoloir_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The auditor role reads the ledger tables only (warehouse.roles): that is enough."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from reports.auditor import produce_auditor_report
+    from tests.conftest import PG_URL
+    from warehouse.roles import AUDITOR_ROLE, apply_grants, create_login
+
+    monkeypatch.setenv("ISOLOIR_WAREHOUSE_URL", pg_url)
+    settings = load_settings()
+    create_signing_key(settings.signing_key_file)
+    publish(settings)
+    _add_ingested_file(settings)
+    schema = pg_url.rsplit("search_path%3D", 1)[1]
+    published_schema, user = f"p_{uuid.uuid4().hex[:10]}", f"isoloir_t_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(pg_url)
+    raw = PG_URL.replace("+psycopg", "")
+    try:
+        apply_grants(admin, schema, published_schema)
+        create_login(admin, user, AUDITOR_ROLE, search_path=(schema,))
+        monkeypatch.setenv("ISOLOIR_WAREHOUSE_URL", make_url(pg_url).set(username=user)
+                           .render_as_string(hide_password=False))
+        written = produce_auditor_report(load_settings(), generated_at=GENERATED)
+        assert written.status == "ok" and written.entries == 6
+        dom = parse_html(written.path.read_text(encoding="utf-8"))
+        assert len(dom.find("section", id="releases").find("table").rows()) == 6
+        assert "non lisible avec ces identifiants" in dom.find("section", id="keys").text()
+    finally:
+        admin.dispose()
+        with psycopg.connect(raw, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{published_schema}" CASCADE')
+            conn.execute(f'DROP ROLE IF EXISTS "{user}"')
+
+
 # --------------------------------------------------------------------------- privacy
 
 FORBIDDEN_TABLES = ("persons", "contacts", "donations", "identifier_links")
