@@ -3,6 +3,7 @@
 Runs the real command in a child process (interpreter start-up and imports included), so
 the peak RSS reported for children is the generator's own. Then, optionally, a heavier run
 with ~10 M attempt rows shows that memory stays flat (chunks stream to disk; target 2 GB).
+The CPU time is printed too: on a shared machine the wall time depends on everyone's load.
 Usage: python benchmarks/bench_synth.py [--people N] [--ten-million-contacts]
 """
 
@@ -33,7 +34,8 @@ def _isoloir() -> list[str]:
 def run(people: int, contacts_per_person: float, label: str) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         out = Path(tmp) / "campaign"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         began = time.perf_counter()
         proc = subprocess.run(
             [*_isoloir(), "synth", "--people", str(people), "--seed", "2026", "--out", str(out),
@@ -44,7 +46,9 @@ def run(people: int, contacts_per_person: float, label: str) -> None:
         if proc.returncode != 0:
             print(proc.stdout, proc.stderr, sep="\n")
             raise SystemExit(f"isoloir synth failed with exit code {proc.returncode}")
-        child_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_rss_mb = usage.ru_maxrss / 1024
+        cpu = usage.ru_utime + usage.ru_stime - cpu_before
         doc = json.loads(proc.stdout)
         sizes = {f["name"]: (out / f["name"]).stat().st_size for f in doc["files"]}
     rows = sum(f["rows"] for f in doc["files"])
@@ -53,6 +57,8 @@ def run(people: int, contacts_per_person: float, label: str) -> None:
     for f in doc["files"]:
         print(f"  {f['name']:<26} {f['rows']:>12,} rows  {sizes[f['name']] / 1e6:9.1f} MB")
     print(f"  wall time (command)        {seconds:12.1f} s   (in-process {doc['seconds']} s)")
+    print(f"  CPU time (user + system)   {cpu:12.1f} s   (wall/CPU {seconds / cpu:.2f}: > 1 means "
+          "the machine was busy with other work)")
     print(f"  rows written               {rows:12,}     {rows / seconds:,.0f} rows/s, "
           f"{people / seconds:,.0f} people/s")
     print(f"  peak RSS (child process)   {child_rss_mb:12.0f} MB"

@@ -256,7 +256,7 @@ def test_people_live_in_real_communes_including_corsica_paris_and_overseas(
 def test_dirty_rows_are_few_and_below_the_ingest_threshold(
         frames: dict[str, pd.DataFrame], truth: dict) -> None:
     people = frames["nationbuilder_people"]
-    emails = people["email"][people["email"] != ""].str.strip()
+    emails = people["email"][people["email"] != ""].reset_index(drop=True).str.strip()
     malformed = ~emails.str.fullmatch(r"[^@\s]+@[^@\s]+\.[A-Za-z]+")
     assert 0 < malformed.sum() == truth["people"]["dirty_malformed_email"]
     assert malformed.mean() < 0.02
@@ -411,3 +411,25 @@ def test_cli_rejects_bad_values_with_exit_2(tmp_path: Path) -> None:
                                       "--start", "2026-05-01", "--end", "2026-04-01"])
     assert result.exit_code == 2
     assert "end" in result.output
+
+
+def test_identifiers_join_through_the_pipeline_normalizers(frames: dict[str, pd.DataFrame],
+                                                           truth: dict) -> None:
+    """Every phone is valid (metropolitan and overseas), every attempt's phone is a known
+    person's, and only the deliberately malformed emails are rejected."""
+    from transforms.normalize import normalize_email, normalize_phones
+
+    def phones(series: pd.Series) -> pd.Series:
+        # a RangeIndex: normalize_phones/normalize_email misalign results on any other index
+        present = series[series != ""].reset_index(drop=True)
+        normalized = normalize_phones(present)
+        assert normalized.notna().all(), "a generated phone is not a valid number"
+        return normalized
+
+    people = frames["nationbuilder_people"]
+    known = set(phones(people["phone_number"])) | set(phones(people["mobile_number"]))
+    assert any(p.startswith(("+590", "+596", "+594", "+262")) for p in known)
+    for profile, column in (("van_contacts", "Phone"), ("fr_canvass", "téléphone")):
+        assert set(phones(frames[profile][column])) <= known, profile
+    emails = people["email"][people["email"] != ""].reset_index(drop=True)
+    assert int(normalize_email(emails).isna().sum()) == truth["people"]["dirty_malformed_email"]

@@ -205,8 +205,11 @@ class _Sink:
 
 
 def _write_chunk(writes: list[tuple[_Sink, pl.DataFrame]], people_done: int) -> int:
-    for sink, frame in writes:
+    """Write one chunk's frames in order, releasing each as soon as it is on disk."""
+    while writes:
+        sink, frame = writes.pop(0)
         sink.write(frame)
+        del frame
     return people_done
 
 
@@ -293,7 +296,6 @@ def _generate(config: SynthConfig, folder: Path,
             if pending is not None:
                 _report(progress, pending.result(), config.people)
             pending = writer.submit(_write_chunk, writes, hi)
-            del writes
         if pending is not None:
             _report(progress, pending.result(), config.people)
     files = [sink.result() for sink in (people_sink, van_sink, fr_sink, donation_sink)]
