@@ -41,6 +41,11 @@ _NUMBER_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_co
                  "personal_number", "pager", "uan", "voicemail")
 _SEPARATORS = r"[\s.\-/()'\"\x{00A0}\x{202F}]"
 _NULL = pa.scalar(None, pa.string())
+#: The forms the fast path decides: a national number, or one of France's country codes,
+#: then the nine national digits.
+_FORMS = r"^(?P<lead>0|\+33|\+262|\+590|\+594|\+596)(?P<nsn>[1-9]\d{8})$"
+_OVERSEAS_KEYS = pa.array(list(OVERSEAS_PREFIXES))
+_OVERSEAS_CODES = pa.array(list(OVERSEAS_PREFIXES.values()))
 
 
 @cache
@@ -73,23 +78,16 @@ def normalize_phones_arrow(values: pa.Array, default_region: str = "FR") -> pa.A
     if len(values) == 0:
         return pa.array([], type=pa.string())
     cleaned = _strip_separators(values)
-    length = pc.utf8_length(cleaned)
-    digits_after_plus = pc.ascii_is_decimal(pc.utf8_slice_codeunits(cleaned, 1, 13))
-    national = pc.and_(pc.and_(pc.equal(length, 10), pc.starts_with(cleaned, "0")),
-                       digits_after_plus)
-    if default_region != "FR":
-        national = pc.and_(national, pa.scalar(False))
-    prefix = pc.utf8_slice_codeunits(cleaned, 1, 4)
-    overseas_code = pc.take(pa.array(list(OVERSEAS_PREFIXES.values())),
-                            pc.index_in(prefix, value_set=pa.array(list(OVERSEAS_PREFIXES))))
-    intl = pc.and_(pc.starts_with(cleaned, "+"), digits_after_plus)
-    intl_fr = pc.and_(intl, pc.and_(pc.equal(length, 12), pc.starts_with(cleaned, "+33")))
-    intl_dom = pc.and_(pc.and_(intl, pc.equal(length, 13)),
-                       pc.is_in(prefix, value_set=pa.array(["262", "590", "594", "596"])))
-    nsn = pc.if_else(pc.or_(national, intl_fr), pc.utf8_slice_codeunits(cleaned, -9, 13),
-                     pc.if_else(intl_dom, pc.utf8_slice_codeunits(cleaned, 4, 13), _NULL))
-    code = pc.if_else(national, pc.fill_null(overseas_code, "33"),
-                      pc.if_else(intl_fr, "33", pc.if_else(intl_dom, prefix, _NULL)))
+    found = pc.extract_regex(cleaned, _FORMS)
+    lead, nsn = pc.struct_field(found, [0]), pc.struct_field(found, [1])
+    national = pc.equal(lead, "0")
+    overseas_code = pc.take(_OVERSEAS_CODES, pc.index_in(pc.utf8_slice_codeunits(nsn, 0, 3),
+                                                         value_set=_OVERSEAS_KEYS))
+    if default_region == "FR":
+        national_code = pc.fill_null(overseas_code, "33")
+    else:  # a national number of another region: phonenumbers decides
+        national_code = pa.nulls(len(values), pa.string())
+    code = pc.if_else(national, national_code, pc.utf8_slice_codeunits(lead, 1, 4))
     french = pc.fill_null(pc.equal(code, "33"), False)
     valid = pc.and_(french, pc.fill_null(pc.match_substring_regex(nsn, national_pattern("33")),
                                          False))
