@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from core.errors import InputFileError
 from core.geography import Geography, Placement, load_geography
 from core.vocabulary import AGE_BANDS, CHANNELS, DONATION_METHODS, RESULTS
+from transforms import phones
 from transforms.phones import normalize_phones_arrow
 from transforms.sources import CHANNEL_MAP, SourceProfile
 
@@ -155,9 +156,7 @@ def normalize_email(s: pd.Series) -> pd.Series:
 
 def normalize_phones(s: pd.Series, default_region: str = "FR") -> pd.Series:
     """Phones to E.164 (see :mod:`transforms.phones`); invalid ones become missing."""
-    from transforms.phones import normalize_phones as _phones
-
-    return _phones(s, default_region)
+    return phones.normalize_phones(s, default_region)
 
 
 def parse_date_text(text: str, date_format: str) -> date | None:
