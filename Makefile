@@ -8,6 +8,8 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Bytecode caching matters: the suite spawns many processes that import Airflow, GX and OpenDP.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test lint typecheck lock bench clean
 
