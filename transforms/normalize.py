@@ -150,7 +150,7 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
 
 def normalize_email(s: pd.Series) -> pd.Series:
     """Emails trimmed, NFKC-normalized and lowercased; malformed ones become missing."""
-    return pd.Series(_normalize_email(_clean(_arrow(s))).to_pandas(), index=s.index,
+    return pd.Series(_normalize_email(_clean(_arrow(s))).to_numpy(zero_copy_only=False), index=s.index,
                      name=s.name, dtype="str")
 
 

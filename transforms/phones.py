@@ -70,7 +70,7 @@ def normalize_phones(s: pd.Series, default_region: str = "FR") -> pd.Series:
     """
     values = pa.array(s.astype(object).where(s.notna(), None), type=pa.string())
     result = normalize_phones_arrow(values, default_region)
-    return pd.Series(result.to_pandas(), index=s.index, name=s.name, dtype="str")
+    return pd.Series(result.to_numpy(zero_copy_only=False), index=s.index, name=s.name, dtype="str")
 
 
 def normalize_phones_arrow(values: pa.Array, default_region: str = "FR") -> pa.Array:
