@@ -287,7 +287,7 @@ def validate_published_files(summary: Mapping[str, Any], settings: Settings) -> 
                                      json.loads(meta.read_text(encoding="utf-8")), table.name,
                                      settings)
         if not outcome.success:
-            raise ValidationFailed(table.name, outcome.first_failure_message())
+            raise ValidationFailed.from_outcome(outcome)
         checked += 1
     return dict(summary) | {"published_validated": checked}
 
