@@ -15,8 +15,13 @@ published, so they must not use up a person's group allowance). For each person:
 * in each cell, only the first ``max_rows_per_group`` rows count (snapshot order, i.e. the
   primary key: deterministic and unrelated to the values);
 * at most ``max_groups`` cells are kept: those where the person has the most counted rows,
-  ties broken by a per-person rotation of the cell order, so that cuts spread evenly over
-  groups instead of always falling on the last weeks or the last codes.
+  ties broken by a rotation of the cell order that depends on the person's own set of
+  cells, so that cuts spread over groups instead of always falling on the last weeks.
+
+What is kept for one person depends on that person's rows only — never on other people,
+nor on ``person_key``, which is a rank and shifts when someone joins. That is what makes
+the bound hold between neighbouring datasets (with and without one person), and a test
+checks it.
 
 Two output shapes. ``aggregate``: one row per kept (person, cell) with ``n`` (rows counted,
 ≤ R) and ``total`` (the value summed over those rows); the DP step is then a bounded sum
@@ -50,7 +55,7 @@ VALUE = "value"
 COUNT = "n"
 TOTAL = "total"
 
-_ROTATION = 2_654_435_761  # Knuth's multiplicative constant: spreads persons over rotations
+_ROTATION = 2_654_435_761  # Knuth's multiplicative constant: spreads cell sets over rotations
 _INT64_MAX = int(np.iinfo(np.int64).max)
 _PERSON_LIMIT = 2**31
 
@@ -87,16 +92,25 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         raise InvariantViolation("row-shaped bounding needs a value column")
     if rows.height == 0:
         return _empty(shape)
-    _check_keys(rows, n_cells)
+    persons_max = _check_keys(rows, n_cells)
 
-    comp = rows.select(pl.col(PERSON).cast(pl.Int64) * n_cells
-                       + pl.col(CELL).cast(pl.Int64)).to_series().to_numpy()
     value = None
     if has_value:
         column = pl.col(VALUE).cast(pl.Int64)
         if clipping is not None and clipping.per == "row":
             column = column.clip(clipping.lower, clipping.upper)
         value = rows.select(column).to_series().to_numpy()
+    person = rows[PERSON].cast(pl.Int64).to_numpy()
+    if bool(np.all(person[1:] > person[:-1])):
+        # One row per person (the persons table): one cell, one row, nothing to cut.
+        return _one_row_each(rows, value, shape, clipping)
+
+    # Sort keys: (person, cell) packed in one integer, 32 bits when it fits.
+    dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
+    comp: np.ndarray = rows.select(
+        pl.col(PERSON).cast(pl.Int64) * n_cells + pl.col(CELL).cast(pl.Int64)
+    ).to_series().to_numpy().astype(dtype, copy=False)
+    del person
     # Stable sort by (person, cell): within one person and cell the snapshot order stays.
     # The snapshot is written person by person, so timsort finds long sorted stretches.
     if not bool(np.all(comp[1:] >= comp[:-1])):
@@ -107,7 +121,7 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
 
     size = len(comp)
     run_start = _starts(comp)
-    run_len = np.diff(run_start, append=np.int64(size))
+    run_len = _lengths(run_start, size)
     excess = _excess_rows(run_start, run_len, limit)  # rows past the first R of their cell
     run_comp = comp[run_start]
     run_n = np.minimum(run_len, limit)
@@ -118,7 +132,7 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         assert value is not None
         keep = np.repeat(keep_run, run_len)
         keep[excess] = False
-        kept = comp[keep]
+        kept = comp[keep].astype(np.int64)
         return pl.DataFrame({PERSON: kept // n_cells, CELL: kept % n_cells, VALUE: value[keep]},
                             schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
 
@@ -131,11 +145,32 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         totals = np.add.reduceat(value, run_start)[keep_run]
         if clipping is not None and clipping.per == "total":
             np.clip(totals, clipping.lower, clipping.upper, out=totals)
-    run_comp = run_comp[keep_run]
-    return pl.DataFrame({PERSON: run_comp // n_cells, CELL: run_comp % n_cells,
-                         COUNT: run_n[keep_run], TOTAL: totals},
+    kept_comp = run_comp[keep_run].astype(np.int64)
+    return pl.DataFrame({PERSON: kept_comp // n_cells, CELL: kept_comp % n_cells,
+                         COUNT: run_n[keep_run].astype(np.int64), TOTAL: totals},
                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
                                 TOTAL: pl.Int64})
+
+
+def _one_row_each(rows: pl.DataFrame, value: np.ndarray | None, shape: str,
+                  clipping: Clipping | None) -> pl.DataFrame:
+    keys = rows.select(pl.col(PERSON).cast(pl.Int64), pl.col(CELL).cast(pl.Int64))
+    if shape == "rows":
+        assert value is not None
+        return keys.with_columns(pl.Series(VALUE, value, dtype=pl.Int64))
+    totals = np.zeros(rows.height, dtype=np.int64) if value is None else value
+    if value is not None and clipping is not None and clipping.per == "total":
+        totals = np.clip(totals, clipping.lower, clipping.upper)
+    return keys.with_columns(pl.lit(1, dtype=pl.Int64).alias(COUNT),
+                             pl.Series(TOTAL, totals, dtype=pl.Int64))
+
+
+def _lengths(starts: np.ndarray, size: int) -> np.ndarray:
+    """Run lengths from run starts (no concatenated copy)."""
+    lengths = np.empty(len(starts), dtype=np.int64)
+    np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+    lengths[-1] = size - starts[-1]
+    return lengths
 
 
 def _starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -157,8 +192,11 @@ def _excess_rows(run_start: np.ndarray, run_len: np.ndarray, limit: int) -> np.n
     return np.repeat(first, extra) + (np.arange(int(extra.sum())) - offsets)
 
 
-def _check_keys(rows: pl.DataFrame, n_cells: int) -> None:
-    """Refuse keys the sort arithmetic cannot hold (a bug upstream, never a data value)."""
+def _check_keys(rows: pl.DataFrame, n_cells: int) -> int:
+    """Refuse keys the sort arithmetic cannot hold (a bug upstream, never a data value).
+
+    Returns the largest person key.
+    """
     pmin, pmax, cmin, cmax, nulls = rows.select(
         pmin=pl.col(PERSON).min(), pmax=pl.col(PERSON).max(), cmin=pl.col(CELL).min(),
         cmax=pl.col(CELL).max(), nulls=pl.col(PERSON).null_count() + pl.col(CELL).null_count(),
@@ -167,30 +205,34 @@ def _check_keys(rows: pl.DataFrame, n_cells: int) -> None:
         raise InvariantViolation("person keys must be non-negative integers below 2**31")
     if cmin < 0 or cmax >= n_cells:
         raise InvariantViolation("cells must index the public key set")
+    return int(pmax)
 
 
 def _choose_cells(run_comp: np.ndarray, run_n: np.ndarray, *, groups: int, limit: int,
                   n_cells: int) -> np.ndarray:
     """Mark the (person, cell) runs kept: at most ``groups`` per person, fullest first,
-    ties broken by a per-person rotation of the cell order."""
+    ties broken by a rotation of the cell order derived from the person's own cells."""
     runs = len(run_comp)
     keep = np.ones(runs, dtype=bool)
     if groups >= n_cells:
         return keep  # nobody can exceed the bound
     run_person = run_comp // n_cells
     person_start = _starts(run_person)
-    person_runs = np.diff(person_start, append=np.int64(runs))
+    person_runs = _lengths(person_start, runs)
     if int(person_runs.max()) <= groups:
         return keep
     idx = np.flatnonzero(np.repeat(person_runs > groups, person_runs))
-    p, c, n = run_person[idx], run_comp[idx] % n_cells, run_n[idx]
+    p = run_person[idx].astype(np.int64)
+    c = run_comp[idx].astype(np.int64) % n_cells
+    n = run_n[idx].astype(np.int64)
     del run_person
-    tie = (c - (p * _ROTATION) % n_cells) % n_cells
+    starts = _starts(p)
+    offset = np.add.reduceat(((c + 1) * _ROTATION) % n_cells, starts) % n_cells
+    tie = (c - np.repeat(offset, _lengths(starts, len(p)))) % n_cells
     priority = p * ((limit + 1) * n_cells) + (limit - n) * n_cells + tie
     order = np.argsort(priority, kind="stable")
     starts = _starts(p[order])
-    lengths = np.diff(starts, append=np.int64(len(order)))
-    rank = np.arange(len(order)) - np.repeat(starts, lengths)
+    rank = np.arange(len(order)) - np.repeat(starts, _lengths(starts, len(order)))
     keep[idx[order[rank >= groups]]] = False
     return keep
 

@@ -217,6 +217,7 @@ class _Spec:
     clipping: Clipping | None
     aggregates: tuple[pl.Expr, ...]
     per_group: int  # frame rows of one person in one cell
+    columns: tuple[str, ...]  # the bounded frame's columns OpenDP reads
     levels: tuple[tuple[str, Fraction], ...] = ()  # quantile aggregates: (column, level)
     candidates: tuple[int, ...] = ()
 
@@ -225,16 +226,18 @@ def _spec(query: Query) -> _Spec:
     bounds = query.bounds
     limit = bounds.max_rows_per_group
     if query.measure in ("count", "histogram"):
-        return _Spec("aggregate", None, (_col(COUNT).dp.sum((0, limit)).alias("count"),), 1)
+        return _Spec("aggregate", None, (_col(COUNT).dp.sum((0, limit)).alias("count"),), 1,
+                     (CELL, COUNT))
     lo, hi = _integer_clip(query)
     if query.measure == "sum":
         return _Spec("aggregate", Clipping(lo, hi, "total"),
-                     (_col(TOTAL).dp.sum((lo, hi)).alias("sum"),), 1)
+                     (_col(TOTAL).dp.sum((lo, hi)).alias("sum"),), 1, (CELL, TOTAL))
     if query.measure == "mean":
         numerator = (min(0, limit * lo), max(0, limit * hi))
         return _Spec("aggregate", Clipping(lo, hi, "row"),
                      (_col(TOTAL).dp.sum(numerator).alias("numerator"),
-                      _col(COUNT).dp.sum((0, limit)).alias("denominator")), 1)
+                      _col(COUNT).dp.sum((0, limit)).alias("denominator")), 1,
+                     (CELL, TOTAL, COUNT))
     # quantile: each level q, bracketed by q ± window, plus a noisy row count per cell
     candidates = _candidates(lo, hi)
     levels: dict[Fraction, None] = {}
@@ -247,8 +250,8 @@ def _spec(query: Query) -> _Spec:
     aggregates = tuple(_col(VALUE).dp.quantile(float(level), candidates).alias(name)
                        for name, level in named)
     rows = dp.len(signed=True).alias("rows")  # noisy row count per cell, for the intervals
-    return _Spec("rows", Clipping(lo, hi, "row"), (*aggregates, rows), limit, named,
-                 tuple(candidates))
+    return _Spec("rows", Clipping(lo, hi, "row"), (*aggregates, rows), limit, (CELL, VALUE),
+                 named, tuple(candidates))
 
 
 def _declared_bound(spec: _Spec, query: Query) -> list[Any]:
@@ -356,7 +359,7 @@ def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) ->
                                   shape="rows" if spec.shape == "rows" else "aggregate",
                                   clipping=spec.clipping)
     del rows
-    frame = bounded.drop(PERSON)
+    frame = bounded.select(spec.columns)  # the person key never reaches OpenDP
     del bounded
     if frame.height >= MAX_GROUP_ROWS:
         raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")

@@ -46,9 +46,11 @@ def _reference(rows: list[tuple[int, int, int]], groups: int, limit: int, n_cell
         by_person[person].append(cell)
     out = {}
     for person, cells in by_person.items():
-        def priority(cell: int, person: int = person) -> tuple[int, int]:
+        offset = sum(((c + 1) * _ROTATION) % n_cells for c in cells) % n_cells
+
+        def priority(cell: int, person: int = person, offset: int = offset) -> tuple[int, int]:
             counted = min(len(per_cell[(person, cell)]), limit)
-            return (-counted, (cell - (person * _ROTATION) % n_cells) % n_cells)
+            return (-counted, (cell - offset) % n_cells)
 
         for cell in sorted(cells, key=priority)[:groups]:
             values = per_cell[(person, cell)][:limit]
@@ -104,6 +106,31 @@ def test_row_shape_keeps_the_first_rows_of_the_kept_cells(
     assert worst.cells <= groups and worst.frame_rows_per_cell <= limit
 
 
+@settings(max_examples=100, deadline=None)
+@given(rows=rows_strategy, groups=st.integers(1, 4), limit=st.integers(1, 3),
+       newcomer=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 50)), min_size=1,
+                         max_size=30),
+       at=st.integers(0, 7))
+def test_what_one_person_keeps_does_not_depend_on_anyone_else(
+        rows: list[tuple[int, int, int]], groups: int, limit: int,
+        newcomer: list[tuple[int, int]], at: int) -> None:
+    """Neighbouring datasets: add one person, renumbering everyone after them (as the
+    snapshot's rank keys do); every other person's bounded rows must stay identical."""
+    bounds = Bounds(max_groups=groups, max_rows_per_group=limit)
+    before = bound_contributions(_frame(sorted(rows, key=lambda r: r[0])), bounds=bounds,
+                                 n_cells=6, shape="aggregate")
+    shifted = [(p + 1 if p >= at else p, c, v) for p, c, v in rows]
+    shifted += [(at, c, v) for c, v in newcomer]
+    after = bound_contributions(_frame(sorted(shifted, key=lambda r: r[0])), bounds=bounds,
+                                n_cells=6, shape="aggregate")
+    renumbered = (after.filter(pl.col("person_key") != at)
+                  .with_columns(pl.when(pl.col("person_key") > at).then(pl.col("person_key") - 1)
+                                .otherwise(pl.col("person_key")).alias("person_key")))
+    key = ["person_key", "cell"]
+    assert renumbered.sort(key).equals(before.sort(key))
+    assert max_contribution(after.filter(pl.col("person_key") == at)).cells <= groups
+
+
 def test_fullest_cells_are_kept_and_excess_rows_counted_once() -> None:
     rows = [(1, 0, 1)] * 5 + [(1, 1, 1)] + [(1, 2, 1)] * 2 + [(2, 3, 1)]
     out = bound_contributions(_frame(rows), bounds=Bounds(max_groups=2, max_rows_per_group=3),
@@ -115,8 +142,10 @@ def test_fullest_cells_are_kept_and_excess_rows_counted_once() -> None:
 
 
 def test_ties_are_spread_over_cells_instead_of_always_cutting_the_same_ones() -> None:
+    rng = np.random.default_rng(11)
     persons = 4_000
-    rows = [(p, c, 1) for p in range(persons) for c in range(10)]  # everyone in all 10 cells
+    rows = [(p, int(c), 1) for p in range(persons)
+            for c in sorted(rng.choice(10, size=5, replace=False))]  # 5 of 10 cells each
     out = bound_contributions(_frame(rows), bounds=Bounds(max_groups=2, max_rows_per_group=1),
                               n_cells=10, shape="aggregate")
     kept_per_cell = out.group_by("cell").len().sort("cell")["len"].to_list()
