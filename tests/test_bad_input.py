@@ -330,3 +330,11 @@ def test_profiles_of_other_dialects_reject_too(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as caught:
         validate_whole_file(path, FR_CANVASS, sniff_dialect(path, FR_CANVASS))
     assert caught.value.rule == "header_only"
+
+
+def test_a_bare_carriage_return_splits_the_record_as_the_reader_would(tmp_path: Path) -> None:
+    lines = nb_text(5).splitlines()
+    lines[3] = lines[3] + "zz\rcanaryzz"  # inside the (unquoted) last field
+    rejected(write(tmp_path / "people.csv", "\n".join(lines) + "\n"), "truncated_line", 5)
+    lines[3] = lines[3].replace("zz\rcanaryzz", '"zz\rcanaryzz"')
+    assert check_all(write(tmp_path / "people.csv", "\n".join(lines) + "\n")) == 5

@@ -356,12 +356,10 @@ class _Scan:
 class _Scanner:
     """Vectorized RFC 4180 checks over runs of whole records (see the module docstring)."""
 
-    def __init__(self, name: str, dialect: FileDialect, ncols: int, eol: int,
-                 full: bool) -> None:
+    def __init__(self, name: str, dialect: FileDialect, ncols: int, full: bool) -> None:
         self.name = name
         self.full = full  # False: only find records and their lines (the file was validated)
         self.ncols = ncols
-        self.eol = eol
         self.delim = ord(dialect.delimiter)
         self.utf8 = dialect.encoding.startswith("utf-8")
         self.line_base = 0  # physical lines before the current segment
@@ -385,7 +383,7 @@ class _Scanner:
         if not data:
             return 0
         a = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(a == self.eol)
+        nl = _line_ends(data, a, final)
         qp = np.flatnonzero(a == _QUOTE)
         rec_end = nl[(np.searchsorted(qp, nl) & 1) == 0]
         if final:
@@ -517,6 +515,21 @@ class _Scanner:
                      max_record_bytes=self.max_record, break_rows=rows, break_deltas=deltas)
 
 
+def _line_ends(data: bytes, a: np.ndarray, final: bool) -> np.ndarray:
+    """Offsets of line ends: LF, and a CR not followed by LF (as the CSV reader sees them).
+
+    Unless ``final``, a CR in the last byte is not counted: an LF may follow in the next block.
+    """
+    is_lf = a == 10
+    if data.find(b"\r") < 0:
+        return np.flatnonzero(is_lf)
+    lone_cr = a == 13
+    lone_cr[:-1] &= ~is_lf[1:]
+    if not final:
+        lone_cr[-1] = False
+    return np.flatnonzero(is_lf | lone_cr)
+
+
 def _record_start_before(nl: np.ndarray, qp: np.ndarray, pos: int) -> int:
     """Start of the record holding ``pos``: just after the last record end before it."""
     before = nl[nl < pos]
@@ -535,9 +548,7 @@ def _scan(path: Path, dialect: FileDialect, ncols: int, *, full: bool = True) ->
         data = handle.read(BLOCK_BYTES)
         if data.startswith(UTF8_BOM):
             data = data[len(UTF8_BOM):]
-        sample = data[:SAMPLE_BYTES]
-        eol = 13 if b"\n" not in sample and b"\r" in sample else 10
-        scanner = _Scanner(path.name, dialect, ncols, eol, full)
+        scanner = _Scanner(path.name, dialect, ncols, full)
         while True:
             more = handle.read(BLOCK_BYTES)
             if not more:
