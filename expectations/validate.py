@@ -5,13 +5,15 @@ How a validation runs:
 
 1. the suite's factory declares the rules for this batch (:mod:`expectations.suites`);
 2. the **fast path** checks every rule over every row with vectorized pandas/pyarrow code
-   (:func:`expectations.rules.check`): this is the blocking gate, ~1 s per million rows;
+   (:func:`expectations.rules.check`): this is the blocking gate, about 1 CPU-second per
+   million raw rows and 1.1-1.5 per million pseudonymized rows (``benchmarks/bench_validate.py``);
 3. **Great Expectations** runs the same rules as GX expectations (same regexes, same code
    lists) and stores a value-free validation result plus Data Docs under ISOLOIR_HOME. Up to
    ``gx_max_rows`` rows it sees the whole batch, and its verdict must equal the fast path's
    (a disagreement is a bug: :class:`~core.errors.InvariantViolation`). Above, it sees a
    deterministic sample (evenly spaced rows plus the first failing rows of each rule) and the
-   Data Docs say so: GX costs ~10 s per million rows, too slow to gate big files.
+   Data Docs say so: GX costs 12-15 CPU-seconds per million rows (and ~10 s to import), too
+   slow to gate big files.
 
 Nothing here logs, stores or raises a value: only rule names, columns, counts, row numbers.
 
