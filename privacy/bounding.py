@@ -105,11 +105,11 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         # One row per person (the persons table): one cell, one row, nothing to cut.
         return _one_row_each(rows, value, shape, clipping)
 
-    # Sort keys: (person, cell) packed in one integer, 32 bits when it fits.
+    # Sort keys: (person, cell) packed in one integer, 32 bits when it fits (one buffer).
     dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
-    comp: np.ndarray = rows.select(
-        pl.col(PERSON).cast(pl.Int64) * n_cells + pl.col(CELL).cast(pl.Int64)
-    ).to_series().to_numpy().astype(dtype, copy=False)
+    comp: np.ndarray = np.empty(len(person), dtype=dtype)
+    np.multiply(person, n_cells, out=comp, casting="unsafe")
+    np.add(comp, rows[CELL].cast(pl.Int64).to_numpy(), out=comp, casting="unsafe")
     del person
     # Stable sort by (person, cell): within one person and cell the snapshot order stays.
     # The snapshot is written person by person, so timsort finds long sorted stretches.
@@ -132,8 +132,8 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         assert value is not None
         keep = np.repeat(keep_run, run_len)
         keep[excess] = False
-        kept = comp[keep].astype(np.int64)
-        return pl.DataFrame({PERSON: kept // n_cells, CELL: kept % n_cells, VALUE: value[keep]},
+        persons, cells = np.divmod(comp[keep], n_cells)
+        return pl.DataFrame({PERSON: persons, CELL: cells, VALUE: value[keep]},
                             schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
 
     if value is None:
@@ -145,9 +145,9 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
         totals = np.add.reduceat(value, run_start)[keep_run]
         if clipping is not None and clipping.per == "total":
             np.clip(totals, clipping.lower, clipping.upper, out=totals)
-    kept_comp = run_comp[keep_run].astype(np.int64)
-    return pl.DataFrame({PERSON: kept_comp // n_cells, CELL: kept_comp % n_cells,
-                         COUNT: run_n[keep_run].astype(np.int64), TOTAL: totals},
+    kept_comp = run_comp[keep_run]
+    persons, cells = np.divmod(kept_comp, n_cells)
+    return pl.DataFrame({PERSON: persons, CELL: cells, COUNT: run_n[keep_run], TOTAL: totals},
                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
                                 TOTAL: pl.Int64})
 
