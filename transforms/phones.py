@@ -77,6 +77,10 @@ def normalize_phones_arrow(values: pa.Array, default_region: str = "FR") -> pa.A
     """The same on a pyarrow string array."""
     if len(values) == 0:
         return pa.array([], type=pa.string())
+    if values.null_count > len(values) // 4:  # work on the values present only
+        present = pc.is_valid(values)
+        found = normalize_phones_arrow(values.filter(present), default_region)
+        return pc.replace_with_mask(pa.nulls(len(values), pa.string()), present, found)
     cleaned = _strip_separators(values)
     found = pc.extract_regex(cleaned, _FORMS)
     lead, nsn = pc.struct_field(found, [0]), pc.struct_field(found, [1])
@@ -123,14 +127,14 @@ def _overseas(nsn: pa.Array, code: pa.Array, national: pa.Array) -> pa.Array:
 
 
 def _strip_separators(values: pa.Array) -> pa.Array:
-    """Remove what people put between digits; literal replacements first (cheap), the
-    regular expression only on the few values that still hold something else."""
-    cleaned = pc.replace_substring(values, "(0)", "")
-    for separator in (" ", ".", "-"):
-        cleaned = pc.replace_substring(cleaned, separator, "")
-    odd = pc.fill_null(pc.match_substring_regex(cleaned, r"[^0-9+]"), False)
+    """Remove what people put between digits: spaces from every value (cheap), the other
+    separators only from the few values that still hold something besides digits."""
+    cleaned = pc.replace_substring(values, " ", "")
+    odd = pc.invert(pc.fill_null(pc.ascii_is_decimal(pc.ascii_ltrim(cleaned, characters="+")),
+                                 True))
     if pc.any(odd).as_py():
-        fixed = pc.replace_substring_regex(cleaned.filter(odd), _SEPARATORS, "")
+        fixed = pc.replace_substring(cleaned.filter(odd), "(0)", "")
+        fixed = pc.replace_substring_regex(fixed, _SEPARATORS, "")
         cleaned = pc.replace_with_mask(cleaned, odd, fixed)
     if pc.any(pc.fill_null(pc.starts_with(cleaned, "00"), False)).as_py():
         cleaned = pc.replace_substring_regex(cleaned, r"^00", "+")
