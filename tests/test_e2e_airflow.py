@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,15 +56,31 @@ def _prepare_home(tmp_path: Path, warehouse_url: str | None) -> tuple[dict[str, 
     return airflow_env(settings, env), home
 
 
+@pytest.fixture(scope="module")
+def migrated_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow metadata database migrated once; each test starts from a copy of it."""
+    home = tmp_path_factory.mktemp("airflow-template")
+    env = airflow_env(load_settings({"ISOLOIR_HOME": str(home)}))
+    ensure_metadata_db(env)
+    return home / "airflow" / "airflow.db"
+
+
+def _fresh_metadata(env: dict[str, str], template: Path) -> None:
+    target = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def warehouse_url(request: pytest.FixtureRequest) -> str | None:
     return None if request.param == "sqlite" else request.getfixturevalue("pg_url")
 
 
-def test_both_dags_end_to_end_without_leaks(tmp_path: Path, warehouse_url: str | None) -> None:
+def test_both_dags_end_to_end_without_leaks(tmp_path: Path, warehouse_url: str | None,
+                                            migrated_metadata: Path) -> None:
     env, home = _prepare_home(tmp_path, warehouse_url)
     settings = load_settings(env)
-    ensure_metadata_db(env)
+    _fresh_metadata(env, migrated_metadata)
     run_dag("isoloir_ingest", env)
     run_dag("isoloir_release", env, conf={"run_key": "e2e"})
 
@@ -140,10 +157,10 @@ def _fault_run(env: dict[str, str], dag_id: str, target: str, marker: Path,
     assert marker.exists(), "the injected failure never happened"
 
 
-def test_retries_never_load_twice_or_charge_twice(tmp_path: Path) -> None:
+def test_retries_never_load_twice_or_charge_twice(tmp_path: Path, migrated_metadata: Path) -> None:
     env, _ = _prepare_home(tmp_path, None)
     settings = load_settings(env)
-    ensure_metadata_db(env)
+    _fresh_metadata(env, migrated_metadata)
     _fault_run(env, "isoloir_ingest", "load_file", tmp_path / "load.failed")
     engine = make_engine(settings.warehouse_url)
     with engine.connect() as conn:
