@@ -555,6 +555,7 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         "aggregates": described,
         "alpha": ALPHA,
         "rows_cut": "not published: how many rows the bounds cut is itself private",
+        "reading_note": query.min_group_size_note,
         "accuracy_notes": notes,
         "post_processing": _post_processing_notes(query),
     }

@@ -286,3 +286,47 @@ def test_ungrouped_mean_and_a_plan_of_one_query(small: Any) -> None:
     out = postprocess(result)
     assert out.height == 1 and 0.4 < out["estimate"][0] < 0.8  # ~60 % opted in, big budget
     assert out["ci95_low"][0] <= out["estimate"][0] <= out["ci95_high"][0]
+
+
+def _donations_snapshot(directory: Path, amounts: list[int]) -> Any:
+    from privacy.engine import ReleaseData
+
+    frame = pl.DataFrame({"person_key": list(range(len(amounts))), "amount_cents": amounts,
+                          "month": ["2026-02"] * len(amounts), "method": ["card"] * len(amounts),
+                          "recurring": [False] * len(amounts), "region": ["11"] * len(amounts),
+                          "departement": ["75"] * len(amounts),
+                          "commune": pl.Series([None] * len(amounts), dtype=pl.String)})
+    directory.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(directory / "donations.parquet")
+    return ReleaseData(tables={"donations": directory / "donations.parquet"}, snapshot_hash="q")
+
+
+def _median_plan(rho: str) -> Any:
+    return parse_plan({
+        "dataset_id": "q", "privacy_unit": "person", "cap": {"rho": "100"},
+        "per_run": {"rho": rho}, "cadence": "test", "period": ["2026-01-01", "2026-06-30"],
+        "releases": [{"name": "median_gift", "title": "t", "title_fr": "t",
+                      "measure": "quantile", "table": "donations", "value": "amount_cents",
+                      "quantiles": [0.5], "clip": [0, 20000], "group_by": ["month"],
+                      "bounds": {"max_groups": 1, "max_rows_per_group": 1}, "share": 1}]})
+
+
+def test_median_interval_brackets_the_true_median_when_the_data_allow(tmp_path: Path) -> None:
+    amounts = [100 * (i % 200) for i in range(40_000)]  # 0 € to 199 €, true median 100 €
+    plan = _median_plan("10")  # generous budget: rank errors are a few rows
+    result = run_query(plan.releases[0], plan, _donations_snapshot(tmp_path, amounts),
+                       Fraction(10))
+    row = postprocess(result).filter(pl.col("month") == "2026-02").row(0, named=True)
+    assert abs(row["estimate"] - 10_000) <= 200  # a candidate next to the true median
+    assert row["ci95_low"] <= 10_000 <= row["ci95_high"]
+    assert row["ci95_high"] - row["ci95_low"] < 20_000  # bracketed, not the whole range
+    assert row["rank_error95"] < 40_000 / 8  # reliable: the window covers the rank error
+
+
+def test_median_interval_widens_to_the_clip_range_on_thin_data(tmp_path: Path) -> None:
+    plan = _median_plan("1/1000")
+    result = run_query(plan.releases[0], plan, _donations_snapshot(tmp_path, [500] * 30),
+                       Fraction(1, 1000))
+    for row in postprocess(result).iter_rows(named=True):
+        assert (row["ci95_low"], row["ci95_high"]) == (0.0, 20_000.0)
+        assert row["ci95_halfwidth"] > 0
