@@ -179,6 +179,8 @@ def parse_dates(values: pa.Array, date_format: str) -> pa.Array:
     gives the text (pyarrow rolls 02/30 over to 03/02); the rest, e.g. unpadded ``4/5/2026``,
     go through :func:`parse_date_text`.
     """
+    if isinstance(values, pa.ChunkedArray):  # callers may hand over a column of a table
+        values = values.combine_chunks()
     if len(values) == 0:
         return pa.array([], type=pa.date32())
     encoded = pc.dictionary_encode(values)
