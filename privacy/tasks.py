@@ -94,8 +94,8 @@ def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") ->
         validate_whole_file(file, profile, dialect)
         header = _read_header(file, dialect.encoding, dialect.delimiter)
         warnings: list[str] = []
-        for chunk in read_chunks(file, profile, dialect):
-            outcome = validate_raw(chunk, header, profile, file.name, settings)
+        for batch in _validation_batches(read_chunks(file, profile, dialect)):
+            outcome = validate_raw(batch, header, profile, file.name, settings)
             warnings.extend(r.rule for r in outcome.warnings())
             if not outcome.success:
                 report = quarantine_file(file, outcome, settings)
@@ -109,6 +109,26 @@ def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") ->
                 "rule": str(err), "quarantine": str(report)}
     return {"file": file.name, "path": path, "status": VALID, "sha256": sha,
             "source": profile.name, "warnings": sorted(set(warnings))}
+
+
+#: Rows validated together: whole files up to this size, so file-wide rules (unique source
+#: ids) see every row; larger files are validated in batches of this size to bound memory.
+VALIDATION_BATCH_ROWS = 1_000_000
+
+
+def _validation_batches(chunks: Iterable[Any]) -> Iterable[Any]:
+    import pandas as pd
+
+    pending: list[Any] = []
+    rows = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        rows += len(chunk)
+        if rows >= VALIDATION_BATCH_ROWS:
+            yield pd.concat(pending, ignore_index=True)
+            pending, rows = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True)
 
 
 def _read_header(file: Path, encoding: str, delimiter: str) -> list[str]:
@@ -125,15 +145,20 @@ def _quarantine_input_error(file: Path, err: InputFileError, settings: Settings)
 
     settings.quarantine.mkdir(parents=True, exist_ok=True)
     target = settings.quarantine / file.name
+    number = 0
+    while target.exists():  # never overwrite an earlier rejected file or its report
+        number += 1
+        target = settings.quarantine / f"{file.stem}.{number}{file.suffix}"
     if file.exists():
         shutil.move(str(file), target)
-    report = {"file": file.name, "suite": "file format", "success": False,
+    report = {"file": file.name, "quarantined_as": target.name, "suite": "file format",
+              "success": False,
               "results": [{"rule": err.rule, "column": err.column, "blocking": True,
                            "first_rows": [err.row] if err.row is not None else []}],
               "message": str(err)}
-    (settings.quarantine / f"{file.name}.report.json").write_text(
+    (settings.quarantine / f"{target.name}.report.json").write_text(
         json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
-    (settings.quarantine / f"{file.name}.report.html").write_text(
+    (settings.quarantine / f"{target.name}.report.html").write_text(
         "<!doctype html><meta charset='utf-8'><title>Quarantine report</title>"
         f"<h1>{html.escape(file.name)} quarantined</h1><p>Rule <code>{html.escape(err.rule)}</code>"
         f" broken.</p><p>{html.escape(str(err))}</p>", encoding="utf-8")
