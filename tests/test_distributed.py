@@ -30,9 +30,11 @@ from sqlalchemy import func, select
 from core.settings import Settings, load_settings
 from tests.helpers import exports
 from tests.helpers.airflow_cluster import (
+    INGEST_TASK_MODULES,
     REPO,
     AirflowCluster,
     airflow_cluster,
+    isoloir_env,
     services_unreachable,
     split_export,
 )
@@ -49,12 +51,7 @@ from warehouse.schema import (
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 INGEST, RELEASE = "isoloir_ingest", "isoloir_release"
-NEVER = "0 0 29 2 *"  # no time-based run during the test: only the trigger and the asset
 BAD_FILE = "donations_bad.csv"
-# Imported once by each worker, inherited by the task processes it forks (GX alone costs
-# seconds of CPU per import): the ingestion task bodies and what they import.
-PRELOAD = ("privacy.tasks", "transforms.read", "expectations.validate", "expectations.gx_custom",
-           "expectations.gx_run", "expectations.context", "privacy.ingest", "warehouse.store")
 
 
 @pytest.fixture
@@ -66,21 +63,6 @@ def services() -> None:
         pytest.fail(f"CI=true: the distributed test needs PostgreSQL and Redis: {reason}")
     pytest.skip(f"{reason}; start PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis "
                 "on 127.0.0.1:6379 (e.g. `redis-server --daemonize yes`) to run this test")
-
-
-def _isoloir_env(tmp_path: Path, warehouse_url: str) -> dict[str, str]:
-    from privacy.keys import write_new_key_file
-    from privacy.signing import create_signing_key
-
-    key_file, signing = tmp_path / "keys" / "master.key", tmp_path / "keys" / "signing.key"
-    write_new_key_file(key_file)
-    create_signing_key(signing)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ISOLOIR_", "AIRFLOW"))}
-    env.update(ISOLOIR_HOME=str(tmp_path / "home"), ISOLOIR_WAREHOUSE_URL=warehouse_url,
-               ISOLOIR_KEY_FILE=str(key_file), ISOLOIR_SIGNING_KEY_FILE=str(signing),
-               ISOLOIR_RETRY_DELAY_SECONDS="0", ISOLOIR_INGEST_SCHEDULE=NEVER,
-               ISOLOIR_RELEASE_CRON=NEVER, PYTHONPATH=str(REPO))
-    return env
 
 
 def _write_landing(landing: Path, scratch: Path) -> list[str]:
@@ -154,7 +136,7 @@ def test_ingestion_spreads_over_two_celery_workers(tmp_path: Path, services: Non
                                                    request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     warehouse_url: str = request.getfixturevalue("pg_url")
-    env = _isoloir_env(tmp_path, warehouse_url)
+    env = isoloir_env(tmp_path, warehouse_url)  # no time-based run: the trigger, then the asset
     settings = load_settings(env)
     settings.ensure_dirs()
     ensure_schema(make_engine(warehouse_url))  # as airflow-init does in production
@@ -166,7 +148,7 @@ def test_ingestion_spreads_over_two_celery_workers(tmp_path: Path, services: Non
 
     phases: dict[str, float] = {}
     with airflow_cluster(REPO / "dags", tmp_path / "cluster", env=env,
-                         preload=PRELOAD) as cluster:
+                         preload=INGEST_TASK_MODULES) as cluster:
         phases["cluster up"] = time.monotonic() - started
         cluster.wait_for_dags([INGEST, RELEASE])
         run_id = "distributed_test"

@@ -41,6 +41,12 @@ REDIS_PORT = 6379
 WORKER_NAME_ENV = "ISOLOIR_CLUSTER_WORKER_NAME"
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+NEVER = "0 0 29 2 *"  # a cron schedule whose last and next dates are outside the test
+# What the ingestion task bodies import. Preloaded by each worker (see ``preload``), it is
+# inherited by the task processes the worker forks: GX alone costs seconds of CPU per import.
+INGEST_TASK_MODULES = ("privacy.tasks", "transforms.read", "expectations.validate",
+                       "expectations.gx_custom", "expectations.gx_run", "expectations.context",
+                       "privacy.ingest", "warehouse.store")
 
 
 def worker_hostname() -> str:
@@ -72,6 +78,47 @@ def services_unreachable() -> str | None:
     except Exception as err:  # the reason goes into the skip / failure message
         return f"Redis at {REDIS_HOST}:{REDIS_PORT}: {type(err).__name__}: {err}".splitlines()[0]
     return None
+
+
+def isoloir_env(root: Path, warehouse_url: str, base: Mapping[str, str] | None = None,
+                **extra: str) -> dict[str, str]:
+    """The Isoloir settings of every component: home, warehouse, fresh key files under ``root``.
+
+    Both DAG schedules are set to a date that does not come (29 February) so that only an
+    explicit trigger, and the warehouse asset, start runs.
+    """
+    from privacy.keys import write_new_key_file
+    from privacy.signing import create_signing_key
+
+    key_file, signing = root / "keys" / "master.key", root / "keys" / "signing.key"
+    write_new_key_file(key_file)
+    create_signing_key(signing)
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith(("ISOLOIR_", "AIRFLOW"))}
+    env.update(ISOLOIR_HOME=str(root / "home"), ISOLOIR_WAREHOUSE_URL=warehouse_url,
+               ISOLOIR_KEY_FILE=str(key_file), ISOLOIR_SIGNING_KEY_FILE=str(signing),
+               ISOLOIR_RETRY_DELAY_SECONDS="0", ISOLOIR_INGEST_SCHEDULE=NEVER,
+               ISOLOIR_RELEASE_CRON=NEVER, PYTHONPATH=str(REPO))
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def fresh_pg_schema(prefix: str = "dist") -> Iterator[str]:
+    """A SQLAlchemy URL to a brand-new schema of database ``test``, dropped afterwards."""
+    import psycopg
+
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="test",
+                         autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')  # type: ignore[arg-type]
+    try:
+        yield (f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/test"
+               f"?options=-csearch_path%3D{schema}")
+    finally:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="test",
+                             autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')  # type: ignore[arg-type]
 
 
 def free_port() -> int:
