@@ -102,7 +102,7 @@ def isoloir_ingest() -> None:
 
     @task(outlets=[WAREHOUSE], trigger_rule="none_failed",
           doc_md="Run summary; emits isoloir://warehouse only if a file loaded.")
-    def announce(results: list[dict[str, Any]]) -> dict[str, Any]:
+    def announce(results: list[dict[str, Any]] | None) -> dict[str, Any]:
         from privacy.tasks import summarize_ingest
 
         summary = summarize_ingest(results)

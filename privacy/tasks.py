@@ -245,9 +245,12 @@ def remove_raw_file(loaded: Mapping[str, Any], settings: Settings) -> dict[str, 
     return dict(loaded) | {"raw": "deleted"}
 
 
-def summarize_ingest(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Counts for the run summary (files loaded, rows, persons); no values."""
-    rows = list(results)
+def summarize_ingest(results: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Counts for the run summary (files loaded, rows, persons); no values.
+
+    ``None`` is what Airflow hands over when landing/ was empty (nothing was mapped).
+    """
+    rows = [r for r in (results or []) if r]
     summary = {
         "files_loaded": sum(1 for r in rows if r.get("status") == "loaded"),
         "files_already_loaded": sum(1 for r in rows if r.get("status") == "already_loaded"),

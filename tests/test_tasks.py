@@ -52,3 +52,8 @@ def test_unparseable_and_failing_files_are_quarantined_never_overwritten(isoloir
     assert "people.csv.report.json" in names
     report = json.loads((settings.quarantine / "people.csv.report.json").read_text())
     assert report["results"][0]["rule"] == "empty_file"
+
+
+def test_an_empty_landing_run_summarizes_to_nothing() -> None:
+    assert tasks.summarize_ingest(None)["files_loaded"] == 0
+    assert tasks.summarize_ingest([None, {"status": "loaded", "rows_loaded": 3}])["rows_loaded"] == 3  # type: ignore[list-item]
