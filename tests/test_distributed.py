@@ -48,8 +48,6 @@ from warehouse.schema import (
     persons,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
 INGEST, RELEASE = "isoloir_ingest", "isoloir_release"
 BAD_FILE = "donations_bad.csv"
 
@@ -131,6 +129,20 @@ def _sweep_files(root: Path, settings: Settings) -> int:
     return swept
 
 
+def test_split_export_keeps_bytes_header_bom_and_multiline_records(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    body = [b'1,"a\r\nnote on two lines",x\r\n', b'2,"say ""hi""",y\r\n', b"3,plain,z\r\n"]
+    source.write_bytes(b"\xef\xbb\xbfid,note,tag\r\n" + b"".join(body))
+    parts = split_export(source, 2, tmp_path / "out", stem="nb")
+    assert [p.name for p in parts] == ["nb_part1.csv", "nb_part2.csv"]
+    assert parts[0].read_bytes() == b"\xef\xbb\xbfid,note,tag\r\n" + body[0] + body[1]
+    assert parts[1].read_bytes() == b"\xef\xbb\xbfid,note,tag\r\n" + body[2]
+    with pytest.raises(ValueError, match="cannot split 3 records into 4 parts"):
+        split_export(source, 4, tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_ingestion_spreads_over_two_celery_workers(tmp_path: Path, services: None,
                                                    request: pytest.FixtureRequest) -> None:

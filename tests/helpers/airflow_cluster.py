@@ -366,12 +366,27 @@ def _admin_execute(sql: str) -> None:
 
 
 def _forget_redis_keys(db: int, token: str) -> None:
+    """Delete this cluster's queue and bindings, and its messages in kombu's shared ``unacked``.
+
+    A worker stopped in the middle of a task leaves the message in ``unacked`` (with its
+    short-lived Execution API token): it goes too, picked out by its routing key (the queue).
+    """
     import redis
 
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_connect_timeout=3)
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_connect_timeout=3,
+                         decode_responses=True)
     keys = list(client.scan_iter(match=f"*{token}*"))
     if keys:
         client.delete(*keys)
+    unacked: dict[str, str] = client.hgetall("unacked")  # type: ignore[assignment]
+    for tag, raw in unacked.items():
+        try:
+            routing_key = json.loads(raw)[2]
+        except (ValueError, IndexError, TypeError):
+            continue
+        if token in str(routing_key):
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
 
 
 def cluster_env(base: Mapping[str, str], *, dags_folder: Path, airflow_home: Path,
