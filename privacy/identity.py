@@ -41,13 +41,29 @@ class Resolution:
 
 
 def existing_links(conn: Connection, pseudonyms: np.ndarray) -> dict[str, str]:
-    """person_id of each pseudonym already in ``identifier_links`` (batched lookups)."""
+    """person_id of each pseudonym already in ``identifier_links`` (batched lookups).
+
+    Talks to the driver directly: compiling hundreds of expanding ``IN`` statements through
+    the ORM layer cost more than the lookups themselves.
+    """
     found: dict[str, str] = {}
-    for start in range(0, len(pseudonyms), _LOOKUP_BATCH):
-        batch = pseudonyms[start:start + _LOOKUP_BATCH].tolist()
-        rows = conn.execute(select(identifier_links.c.pseudonym, identifier_links.c.person_id)
-                            .where(identifier_links.c.pseudonym.in_(batch)))
-        found.update({r.pseudonym: r.person_id for r in rows})
+    if conn.execute(select(identifier_links.c.pseudonym).limit(1)).first() is None:
+        return found  # first load: nothing to look up
+    table = identifier_links.name
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(pseudonyms), _LOOKUP_BATCH):
+            batch = [str(p) for p in pseudonyms[start:start + _LOOKUP_BATCH]]
+            if conn.dialect.name == "postgresql":
+                cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
+                               "WHERE pseudonym = ANY(%s)", (batch,))
+            else:
+                marks = ",".join("?" * len(batch))
+                cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
+                               f"WHERE pseudonym IN ({marks})", batch)
+            found.update(dict(cursor.fetchall()))
+    finally:
+        cursor.close()
     return found
 
 
@@ -88,17 +104,31 @@ def resolve(ids: pd.DataFrame, known: dict[str, str], person_keys: Pseudonymizer
     _, labels = connected_components(graph, directed=False)
 
     # Per component: canonical person = smallest existing person_id, else a new keyed id.
+    # Minimums are taken on sorted integer codes (factorize(sort=True) keeps string order):
+    # grouping strings directly falls back to slow per-group Python in pandas.
     comp_of_node = labels[:n_nodes]
-    frame = pd.DataFrame({"comp": comp_of_node, "node": nodes, "person": node_person})
-    existing = frame.dropna(subset=["person"]).groupby("comp")["person"]
-    canonical = existing.min()
-    merges: dict[str, str] = {}
-    for comp, members in existing.unique().items():
-        target = canonical[comp]
-        merges.update({p: target for p in members if p != target})
-    fresh = frame.loc[~frame["comp"].isin(canonical.index)].groupby("comp")["node"].min()
-    fresh_ids = person_keys.pseudonymize_many("person", fresh.tolist())
-    comp_person = pd.concat([canonical, pd.Series(fresh_ids, index=fresh.index, dtype=object)])
+    node_rank, node_sorted = pd.factorize(pd.Series(nodes, dtype=object), sort=True)
+    node_sorted = np.asarray(node_sorted, dtype=object)
+    person_rank = np.full(n_nodes, -1, dtype=np.int64)
+    person_sorted = np.array([], dtype=object)
+    if has_person.any():
+        ranks, uniq = pd.factorize(pd.Series(node_person[has_person], dtype=object), sort=True)
+        person_rank[has_person] = ranks
+        person_sorted = np.asarray(uniq, dtype=object)
+    linked = pd.DataFrame({"comp": comp_of_node[has_person], "person": person_rank[has_person]})
+    canonical_rank = linked.groupby("comp")["person"].min()
+    pairs = linked.drop_duplicates()
+    target_rank = canonical_rank.reindex(pairs["comp"].to_numpy()).to_numpy()
+    moved = pairs["person"].to_numpy() != target_rank
+    merges = dict(zip(person_sorted[pairs["person"].to_numpy()[moved]].tolist(),
+                      person_sorted[target_rank[moved]].tolist(), strict=True))
+    is_fresh = ~np.isin(comp_of_node, canonical_rank.index.to_numpy())
+    fresh_rank = pd.Series(node_rank[is_fresh]).groupby(comp_of_node[is_fresh]).min()
+    fresh_ids = person_keys.pseudonymize_many("person", node_sorted[fresh_rank.to_numpy()].tolist())
+    comp_person = pd.concat([
+        pd.Series(person_sorted[canonical_rank.to_numpy()], index=canonical_rank.index,
+                  dtype=object),
+        pd.Series(fresh_ids, index=fresh_rank.index, dtype=object)])
 
     node_final = comp_person.reindex(comp_of_node).to_numpy(dtype=object)
     row_person = node_final[first] if n_rows else np.array([], dtype=object)

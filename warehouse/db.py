@@ -41,6 +41,8 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA cache_size=-262144")  # 256 MiB: bulk loads touch large indexes
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 

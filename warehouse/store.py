@@ -54,6 +54,9 @@ def bulk_insert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     columns = [c.name for c in table.columns if c.name in frame.columns]
+    keys = [c.name for c in table.primary_key.columns if c.name in frame.columns]
+    if keys:  # appending in key order keeps B-tree inserts sequential (several times faster)
+        frame = frame.sort_values(keys, kind="stable")
     rows = _records(frame, columns)
     dbapi = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
