@@ -162,7 +162,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                   now: datetime | None = None, warnings: Mapping[str, Any] | None = None) -> LoadResult:
     """Resolve identities and load the staged rows in one transaction; a reload is a no-op."""
     at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    with engine.begin() as conn:
+    with store.load_transaction(engine) as conn:
         done = store.already_loaded(conn, prepared.sha256)
         if done is not None:
             log.info("%s already loaded (sha256 %s...): nothing to do", prepared.file_name,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
 from warehouse.schema import (
     contacts,
@@ -28,6 +29,31 @@ log = logging.getLogger(__name__)
 
 PERSON_ATTRIBUTES = ("commune", "departement", "region", "age_band", "support_level",
                      "is_volunteer", "is_donor", "email_opt_in", "mobile_opt_in", "created_month")
+
+
+#: Advisory lock key serializing loads on PostgreSQL ("isoloir load" as an integer).
+LOAD_LOCK_KEY = 0x1501_0AD0
+
+
+@contextmanager
+def load_transaction(engine: Engine) -> Iterator[Connection]:
+    """One load's transaction, serialized against other loads.
+
+    Parallel workers loading files that share a supporter would otherwise both insert the
+    same identifier link and one would fail on the unique key. PostgreSQL: a transaction-level
+    advisory lock (only loads queue; readers do not). SQLite: BEGIN IMMEDIATE.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOAD_LOCK_KEY})")
+                yield conn
+        finally:
+            conn.info.pop("sqlite_begin", None)
 
 
 def already_loaded(conn: Connection, sha256: str) -> Mapping[str, Any] | None:
