@@ -216,7 +216,7 @@ def test_no_credential_in_environment(compose: dict[str, Any]) -> None:
             if sensitive.search(var):
                 assert var.endswith(("_FILE", "_CMD")), (name, var)  # a path or a command
                 if var.endswith("_CMD"):
-                    assert value.startswith("/opt/isoloir-app/bin/read-secret.sh "), (name, var)
+                    assert value.startswith("/opt/isoloir-app/bin/read-credential.sh "), (name, var)
                 else:
                     assert value.startswith("/"), (name, var)
     assert "ISOLOIR_MASTER_KEY" not in _env(_services(compose)["worker"])
@@ -370,7 +370,7 @@ def test_build_context_is_an_allowlist() -> None:
 
 
 @pytest.mark.parametrize("script", ["entrypoint.sh", "healthcheck.sh", "init.sh",
-                                    "read-secret.sh", "make-secrets.sh"])
+                                    "read-credential.sh", "make-credentials.sh"])
 def test_scripts_parse_and_are_executable(script: str) -> None:
     path = DOCKER / script
     assert path.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
@@ -398,7 +398,7 @@ def test_entrypoint_writes_a_private_pgpass(tmp_path: Path) -> None:
 def test_read_secret_strips_the_newline_and_refuses_paths(tmp_path: Path) -> None:
     (tmp_path / "airflow_fernet_key").write_text("k3y\n")
     env = {**os.environ, "ISOLOIR_SECRETS_DIR": str(tmp_path)}
-    script = str(DOCKER / "read-secret.sh")
+    script = str(DOCKER / "read-credential.sh")
     out = subprocess.run([script, "airflow_fernet_key"], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout == "k3y"
@@ -408,9 +408,9 @@ def test_read_secret_strips_the_newline_and_refuses_paths(tmp_path: Path) -> Non
 
 def test_make_secrets_generates_private_random_files(tmp_path: Path) -> None:
     if shutil.which("python3") is None:
-        pytest.skip("make-secrets.sh needs python3 on PATH")
+        pytest.skip("make-credentials.sh needs python3 on PATH")
     target = tmp_path / "secrets"
-    subprocess.run([str(DOCKER / "make-secrets.sh"), str(target)], check=True,
+    subprocess.run([str(DOCKER / "make-credentials.sh"), str(target)], check=True,
                    capture_output=True)
     compose_files = set(re.findall(r"\./secrets\}/(\w+)", COMPOSE.read_text()))
     made = {p.name: p for p in target.iterdir()}
@@ -421,7 +421,7 @@ def test_make_secrets_generates_private_random_files(tmp_path: Path) -> None:
     fernet = base64.urlsafe_b64decode(made["airflow_fernet_key"].read_text())
     assert len(fernet) == 32
     before = made["postgres_password"].read_text()
-    subprocess.run([str(DOCKER / "make-secrets.sh"), str(target)], check=True,
+    subprocess.run([str(DOCKER / "make-credentials.sh"), str(target)], check=True,
                    capture_output=True)
     assert made["postgres_password"].read_text() == before  # re-running keeps existing files
 
