@@ -10,6 +10,8 @@ Exit codes (documented in README, stable for scripts): 0 ok, 1 failure, 2 bad in
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -51,6 +53,7 @@ class InputFileError(IsoloirError):
                  column: str | None = None) -> None:
         self.file = file
         self.rule = rule
+        self.detail = detail
         self.row = row
         self.column = column
         where = file
@@ -62,6 +65,10 @@ class InputFileError(IsoloirError):
         if detail:
             message += f": {detail}"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable with its fields, so an error raised in a worker process arrives whole."""
+        return (type(self), (self.file, self.rule, self.detail, self.row, self.column))
 
 
 class PlanError(IsoloirError):

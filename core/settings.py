@@ -23,6 +23,8 @@ ENV_SIGNING_KEY_FILE = "ISOLOIR_SIGNING_KEY_FILE"
 ENV_PLAN = "ISOLOIR_PLAN"
 ENV_LOG_LEVEL = "ISOLOIR_LOG_LEVEL"
 ENV_RETAIN_RAW = "ISOLOIR_RETAIN_RAW"
+ENV_INGEST_PROCESSES = "ISOLOIR_INGEST_PROCESSES"
+ENV_CHUNK_ROWS = "ISOLOIR_CHUNK_ROWS"
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
@@ -39,6 +41,8 @@ class Settings:
     plan_file: Path | None = None
     log_level: str = "INFO"
     retain_raw: bool = False
+    ingest_processes: int = 1  # processes that stage one file's chunks (see privacy/staging.py)
+    chunk_rows: int = 200_000  # rows read, normalized and pseudonymized at a time
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -128,9 +132,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if retain not in ("", "0", "1", "true", "false", "yes", "no"):
         raise SettingsError(ENV_RETAIN_RAW, "must be true or false")
 
+    processes = _positive_int(env, ENV_INGEST_PROCESSES, min(2, os.cpu_count() or 1))
+    chunk_rows = _positive_int(env, ENV_CHUNK_ROWS, 200_000)
+
     return Settings(home=home, warehouse_url=url, key_file=key_file, has_env_master_key=has_env_key,
                     signing_key_file=signing, plan_file=plan_file, log_level=level,
-                    retain_raw=retain in ("1", "true", "yes"))
+                    retain_raw=retain in ("1", "true", "yes"), ingest_processes=processes,
+                    chunk_rows=chunk_rows)
 
 
 def default_key_file(settings: Settings) -> Path:
@@ -147,3 +155,12 @@ def _check_url(url: str) -> None:
         raise SettingsError(ENV_WAREHOUSE_URL, "is not a valid SQLAlchemy URL") from err
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise SettingsError(ENV_WAREHOUSE_URL, "only sqlite:// and postgresql:// are supported")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(name, f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)

@@ -1,22 +1,27 @@
 """Identity resolution: all rows of one human resolve to one stable, keyed ``person_id``.
 
-Every identifier pseudonym of a row (source id, email, phones) is a node; a row joins its
-nodes; ``identifier_links`` joins nodes to persons known from earlier loads. Connected
-components (union-find, done by scipy's sparse graph routine) are persons. Why it matters:
-contribution bounds, and so the DP guarantee, hold per person only if one human is one
-``person_id``.
+Every identifier pseudonym of a row (source id, email, phones) is a node; every row is a
+node joined to its identifiers; ``identifier_links`` joins identifiers to persons known from
+earlier loads. Connected components (union-find, done by scipy's sparse graph routine) are
+persons. Why it matters: contribution bounds, and so the DP guarantee, hold per person only
+if one human is one ``person_id``.
 
 A new person's id is a keyed value derived from the smallest identifier pseudonym of its
-component, so it reveals nothing about load order. When a component touches several
-existing persons they are merged into the smallest id, in the caller's transaction.
+component, so it reveals nothing about load order or row order. When a component touches
+several existing persons they are merged into the smallest id, in the caller's transaction.
+
+Everything here works on integer codes of sorted pseudonyms (Polars sorts and joins
+strings on all cores); Python objects are made only for the few merges.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection, select
@@ -25,116 +30,181 @@ from privacy.keys import Pseudonymizer
 from privacy.pseudonymize import ID_COLUMNS
 from warehouse.schema import identifier_links
 
+#: Above this many pseudonyms, lookups go through a temporary table and one join.
+_JOIN_LOOKUP_FROM = 20_000
 _LOOKUP_BATCH = 5_000
 _KIND_OF = {"id_source": "source_id", "id_email": "email", "id_phone": "phone",
             "id_phone2": "phone"}
+LINKS_SCHEMA = {"pseudonym": pl.String, "person_id": pl.String}
 
 
 @dataclass(frozen=True)
 class Resolution:
     """Outcome of resolving one file: a person per row, links to write, merges to apply."""
 
-    row_person: np.ndarray  # person_id per row (object array)
-    new_links: pd.DataFrame  # pseudonym, kind, person_id: links not yet in identifier_links
+    row_person: pl.Series  # person_id per row, in row order
+    new_links: pl.DataFrame  # pseudonym, kind, person_id (sorted by pseudonym): not yet stored
+    repointed: pl.DataFrame  # pseudonym, person_id: stored links whose person changed
     merges: dict[str, str]  # existing person_id -> the person_id it merges into
-    new_persons: frozenset[str]
+    new_persons: pl.Series  # person_ids created by this file (sorted)
 
 
-def existing_links(conn: Connection, pseudonyms: np.ndarray) -> dict[str, str]:
-    """person_id of each pseudonym already in ``identifier_links`` (batched lookups).
+def existing_links(conn: Connection, ids: pl.DataFrame) -> pl.DataFrame:
+    """``pseudonym, person_id`` of the identifiers in ``ids`` already in ``identifier_links``.
 
-    Talks to the driver directly: compiling hundreds of expanding ``IN`` statements through
-    the ORM layer cost more than the lookups themselves.
+    Talks to the driver directly. A large file's pseudonyms go to a temporary table that is
+    joined once (COPY on PostgreSQL), rather than thousands of ``IN`` lookups.
     """
-    found: dict[str, str] = {}
-    if conn.execute(select(identifier_links.c.pseudonym).limit(1)).first() is None:
-        return found  # first load: nothing to look up
+    empty = pl.DataFrame(schema=LINKS_SCHEMA)
+    if ids.is_empty() or \
+            conn.execute(select(identifier_links.c.pseudonym).limit(1)).first() is None:
+        return empty  # first load: nothing to look up
+    values = pl.concat([ids.get_column(c).cast(pl.String) for c in ID_COLUMNS]) \
+        .drop_nulls().unique().sort()
     table = identifier_links.name
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    postgres = conn.dialect.name == "postgresql"
+    rows: list[tuple[str, str]] = []
     try:
-        for start in range(0, len(pseudonyms), _LOOKUP_BATCH):
-            batch = [str(p) for p in pseudonyms[start:start + _LOOKUP_BATCH]]
-            if conn.dialect.name == "postgresql":
-                cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
-                               "WHERE pseudonym = ANY(%s)", (batch,))
-            else:
-                marks = ",".join("?" * len(batch))
-                cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
-                               f"WHERE pseudonym IN ({marks})", batch)
-            found.update(dict(cursor.fetchall()))
+        if len(values) < _JOIN_LOOKUP_FROM:
+            batch_values = values.to_list()
+            for start in range(0, len(batch_values), _LOOKUP_BATCH):
+                batch = batch_values[start:start + _LOOKUP_BATCH]
+                if postgres:
+                    cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
+                                   "WHERE pseudonym = ANY(%s)", (batch,))
+                else:
+                    marks = ",".join("?" * len(batch))
+                    cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
+                                   f"WHERE pseudonym IN ({marks})", batch)
+                rows.extend(cursor.fetchall())
+        elif postgres:
+            cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (pseudonym text) "
+                           "ON COMMIT DROP")
+            with cursor.copy("COPY isoloir_lookup (pseudonym) FROM STDIN") as copy:
+                copy.write("\n".join(values.to_list()) + "\n")
+            cursor.execute(f"SELECT l.pseudonym, l.person_id FROM isoloir_lookup t "
+                           f"JOIN {table} l ON l.pseudonym = t.pseudonym")
+            rows = cursor.fetchall()
+            cursor.execute("DROP TABLE isoloir_lookup")
+        else:
+            cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
+            cursor.execute("CREATE TEMP TABLE isoloir_lookup (pseudonym TEXT PRIMARY KEY) "
+                           "WITHOUT ROWID")
+            cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
+                               ((v,) for v in values.to_list()))
+            cursor.execute(f"SELECT l.pseudonym, l.person_id FROM isoloir_lookup t "
+                           f"JOIN {table} l ON l.pseudonym = t.pseudonym")
+            rows = cursor.fetchall()
+            cursor.execute("DROP TABLE isoloir_lookup")
     finally:
         cursor.close()
-    return found
+    if not rows:
+        return empty
+    return pl.DataFrame(rows, schema=LINKS_SCHEMA, orient="row")
 
 
-def resolve(ids: pd.DataFrame, known: dict[str, str], person_keys: Pseudonymizer) -> Resolution:
+def resolve(ids: pl.DataFrame | pd.DataFrame, known: pl.DataFrame | Mapping[str, str],
+            person_keys: Pseudonymizer) -> Resolution:
     """Resolve rows (columns ``ID_COLUMNS``) against the already-known links ``known``."""
-    n_rows = len(ids)
-    stacked = ids[list(ID_COLUMNS)].to_numpy(dtype=object)
-    flat = stacked.ravel()
-    present = pd.notna(flat)
-    codes = np.full(flat.shape, -1, dtype=np.int64)
-    codes[present], nodes = pd.factorize(flat[present])
-    nodes = np.asarray(nodes, dtype=object)
-    n_nodes = len(nodes)
-    codes = codes.reshape(stacked.shape)
+    frame = _as_polars(ids)
+    known_links = _known_frame(known)
+    n_rows = frame.height
 
-    kinds = np.empty(n_nodes, dtype=object)
-    for j, column in enumerate(ID_COLUMNS):
-        col = codes[:, j]
-        kinds[col[col >= 0]] = _KIND_OF[column]
+    # Long form: one (row, column, pseudonym) per present identifier.
+    long = (frame.with_row_index("row")
+            .unpivot(index="row", on=list(ID_COLUMNS), variable_name="column",
+                     value_name="pseudonym")
+            .drop_nulls("pseudonym"))
+    if n_rows and long.get_column("row").n_unique() != n_rows:
+        raise ValueError("a row without any identifier reached identity resolution")
+    # Nodes: distinct pseudonyms in sorted order, so the smallest code is the smallest string.
+    long = long.sort("pseudonym").with_columns(
+        (pl.col("pseudonym") != pl.col("pseudonym").shift(1)).fill_null(True).alias("first"))
+    long = long.with_columns((pl.col("first").cum_sum() - 1).cast(pl.Int64).alias("node"))
+    nodes = long.filter(pl.col("first")).select("node", "pseudonym", "column")
+    n_nodes = nodes.height
 
     # Existing persons become extra nodes, linked to their pseudonyms.
-    node_person = np.array([known.get(p) for p in nodes], dtype=object)
-    has_person = pd.notna(node_person)
-    person_codes, persons = pd.factorize(node_person[has_person])
-    person_nodes = n_nodes + person_codes
+    linked = nodes.select("pseudonym", "node").join(known_links, on="pseudonym", how="inner")
+    persons_sorted = linked.get_column("person_id").unique().sort()
+    person_code = linked.join(persons_sorted.to_frame().with_row_index("code"),
+                              on="person_id", how="left")
+    known_node = person_code.get_column("node").to_numpy().astype(np.int64)
+    known_code = person_code.get_column("code").to_numpy().astype(np.int64)
+    n_persons = len(persons_sorted)
 
-    # Edges: the first identifier of each row to every other identifier of that row,
-    # and each pseudonym to its existing person.
-    first = np.where(codes >= 0, codes, np.iinfo(np.int64).max).min(axis=1)
-    if n_rows and (first == np.iinfo(np.int64).max).any():
-        raise ValueError("a row without any identifier reached identity resolution")
-    src = [np.repeat(first, codes.shape[1])[codes.ravel() >= 0], np.flatnonzero(has_person)]
-    dst = [codes.ravel()[codes.ravel() >= 0], person_nodes]
-    total = n_nodes + len(persons)
-    a = np.concatenate(src) if total else np.array([], dtype=np.int64)
-    b = np.concatenate(dst) if total else np.array([], dtype=np.int64)
-    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(total, total))
+    # Graph: row nodes after identifier nodes, person nodes after row nodes.
+    row_nodes = n_nodes + long.get_column("row").to_numpy().astype(np.int64)
+    src = np.concatenate([row_nodes, known_node])
+    dst = np.concatenate([long.get_column("node").to_numpy().astype(np.int64),
+                          n_nodes + n_rows + known_code])
+    del long, frame, row_nodes, linked, person_code
+    total = n_nodes + n_rows + n_persons
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(total, total))
     _, labels = connected_components(graph, directed=False)
+    del graph, src, dst
+    node_comp = labels[:n_nodes]
+    row_comp = labels[n_nodes:n_nodes + n_rows]
 
-    # Per component: canonical person = smallest existing person_id, else a new keyed id.
-    # Minimums are taken on sorted integer codes (factorize(sort=True) keeps string order):
-    # grouping strings directly falls back to slow per-group Python in pandas.
-    comp_of_node = labels[:n_nodes]
-    node_rank, node_sorted = pd.factorize(pd.Series(nodes, dtype=object), sort=True)
-    node_sorted = np.asarray(node_sorted, dtype=object)
-    person_rank = np.full(n_nodes, -1, dtype=np.int64)
-    person_sorted = np.array([], dtype=object)
-    if has_person.any():
-        ranks, uniq = pd.factorize(pd.Series(node_person[has_person], dtype=object), sort=True)
-        person_rank[has_person] = ranks
-        person_sorted = np.asarray(uniq, dtype=object)
-    linked = pd.DataFrame({"comp": comp_of_node[has_person], "person": person_rank[has_person]})
-    canonical_rank = linked.groupby("comp")["person"].min()
-    pairs = linked.drop_duplicates()
-    target_rank = canonical_rank.reindex(pairs["comp"].to_numpy()).to_numpy()
-    moved = pairs["person"].to_numpy() != target_rank
-    merges = dict(zip(person_sorted[pairs["person"].to_numpy()[moved]].tolist(),
-                      person_sorted[target_rank[moved]].tolist(), strict=True))
-    is_fresh = ~np.isin(comp_of_node, canonical_rank.index.to_numpy())
-    fresh_rank = pd.Series(node_rank[is_fresh]).groupby(comp_of_node[is_fresh]).min()
-    fresh_ids = person_keys.pseudonymize_many("person", node_sorted[fresh_rank.to_numpy()].tolist())
-    comp_person = pd.concat([
-        pd.Series(person_sorted[canonical_rank.to_numpy()], index=canonical_rank.index,
-                  dtype=object),
-        pd.Series(fresh_ids, index=fresh_rank.index, dtype=object)])
+    # Per component: the smallest existing person, else a new id keyed on the smallest node.
+    comps, first_node = np.unique(node_comp, return_index=True)  # nodes sorted: first = min
+    canonical = np.full(len(comps), -1, dtype=np.int64)  # person code per component
+    comp_index = np.searchsorted(comps, node_comp)
+    merges: dict[str, str] = {}
+    if n_persons:
+        known_comp = comp_index[known_node]
+        order = np.lexsort((known_code, known_comp))
+        kc, kp = known_comp[order], known_code[order]
+        leader = np.r_[True, kc[1:] != kc[:-1]]
+        canonical[kc[leader]] = kp[leader]
+        target = canonical[kc]
+        moved = np.unique(np.stack([kp[kp != target], target[kp != target]]), axis=1)
+        merges = dict(zip(persons_sorted.gather(moved[0]).to_list(),
+                          persons_sorted.gather(moved[1]).to_list(), strict=True))
+    fresh = canonical < 0
+    fresh_ids = person_keys.pseudonymize_array(
+        "person", nodes.get_column("pseudonym").gather(first_node[fresh]).to_arrow())
+    comp_person = pl.repeat(None, len(comps), dtype=pl.String, eager=True)
+    if n_persons:
+        comp_person = comp_person.scatter(np.flatnonzero(~fresh),
+                                          persons_sorted.gather(canonical[~fresh]))
+    comp_person = comp_person.scatter(np.flatnonzero(fresh), pl.Series(fresh_ids))
 
-    node_final = comp_person.reindex(comp_of_node).to_numpy(dtype=object)
-    row_person = node_final[first] if n_rows else np.array([], dtype=object)
+    node_person = comp_person.gather(comp_index)
+    row_person = comp_person.gather(np.searchsorted(comps, row_comp)) if n_rows else \
+        pl.Series("person_id", [], dtype=pl.String)
+    resolved = nodes.with_columns(node_person.alias("person_id"))
+    if known_links.is_empty():
+        new_links = resolved.select("pseudonym", pl.col("column").replace_strict(_KIND_OF)
+                                    .alias("kind"), "person_id")
+        repointed = pl.DataFrame(schema=LINKS_SCHEMA)
+    else:
+        stored = resolved.join(known_links.rename({"person_id": "stored"}), on="pseudonym",
+                               how="left")
+        new_links = (stored.filter(pl.col("stored").is_null())
+                     .select("pseudonym", pl.col("column").replace_strict(_KIND_OF)
+                             .alias("kind"), "person_id"))
+        repointed = stored.filter(pl.col("stored").is_not_null() &
+                                  (pl.col("stored") != pl.col("person_id"))) \
+            .select("pseudonym", "person_id")
+    return Resolution(row_person=row_person.alias("person_id"), new_links=new_links,
+                      repointed=repointed, merges=merges,
+                      new_persons=pl.Series("person_id", fresh_ids).sort())
 
-    stale = ~has_person | (node_person != node_final)
-    new_links = pd.DataFrame({"pseudonym": nodes[stale], "kind": kinds[stale],
-                              "person_id": node_final[stale]})
-    return Resolution(row_person=row_person, new_links=new_links, merges=merges,
-                      new_persons=frozenset(fresh_ids))
+
+def _as_polars(ids: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
+    if isinstance(ids, pl.DataFrame):
+        frame = ids
+    else:
+        frame = pl.DataFrame({c: pl.Series(c, [v if isinstance(v, str) else None
+                                               for v in ids[c].tolist()], dtype=pl.String)
+                              for c in ID_COLUMNS})
+    return frame.select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
+
+
+def _known_frame(known: pl.DataFrame | Mapping[str, str]) -> pl.DataFrame:
+    if isinstance(known, pl.DataFrame):
+        return known.select(list(LINKS_SCHEMA))
+    return pl.DataFrame({"pseudonym": list(known), "person_id": list(known.values())},
+                        schema=LINKS_SCHEMA)

@@ -13,33 +13,28 @@ in between) and only small metadata may travel between tasks:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import polars as pl
 from sqlalchemy import Engine
 
 from core.errors import InvariantViolation
 from core.settings import Settings
 from privacy.identity import existing_links, resolve
 from privacy.keys import Keyring
-from privacy.pseudonymize import (
-    ID_COLUMNS,
-    PURPOSE_IDENTITY,
-    PURPOSE_PERSON,
-    PseudonymCache,
-    pseudonymize_chunk,
-)
+from privacy.pseudonymize import ID_COLUMNS, PURPOSE_PERSON
 from warehouse import store
 from warehouse.schema import contacts, donations
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "campaign"
-RawCheck = Callable[[pd.DataFrame], None]
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,8 @@ class LoadResult:
     rows_unplaced: int
     persons_new: int
     persons_merged: int
+    #: Wall seconds per load stage (lookup, resolve, links, rows, commit): where time went.
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,59 +94,41 @@ def staged_dir(settings: Settings) -> Path:
 
 def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: str = "auto",
                  dataset: str = DEFAULT_DATASET, objections: frozenset[str] = frozenset(),
-                 raw_check: RawCheck | None = None, chunk_rows: int = 200_000,
+                 chunk_rows: int | None = None, processes: int | None = None,
                  progress: Callable[[int], None] | None = None) -> PreparedFile:
     """Read and pseudonymize one raw file into a staged parquet file; raise on any bad input.
 
-    The whole file is proven well-formed first (``validate_whole_file``), so a rejection
-    never follows a partial stage.
+    The whole file is proven well-formed first (the same pass locates its chunks), so a
+    rejection never follows a partial stage. Chunks of ``chunk_rows`` rows are staged on
+    ``processes`` processes (defaults: ``settings.chunk_rows``, ``settings.ingest_processes``).
     """
-    from transforms.normalize import normalize_chunk
-    from transforms.read import (
-        detect_profile,
-        read_chunks,
-        sha256_file,
-        sniff_dialect,
-        validate_whole_file,
-    )
+    from privacy.staging import StageJob, stage_file
+    from transforms.read import detect_profile, plan_read, sha256_file, sniff_dialect
 
     profile = detect_profile(path, source)
     dialect = sniff_dialect(path, profile)
-    validate_whole_file(path, profile, dialect)
+    plan = plan_read(path, profile, dialect, chunk_rows or settings.chunk_rows, validate=True)
     sha = sha256_file(path)
-    identity = PseudonymCache(keyring.pseudonymizer(dataset, PURPOSE_IDENTITY))
-    parts: list[pd.DataFrame] = []
-    read = excluded_basis = excluded_obj = unplaced = bad_email = bad_phone = 0
-    for raw in read_chunks(path, profile, dialect, chunk_rows=chunk_rows):
-        if raw_check is not None:
-            raw_check(raw)
-        normalized, nstats = normalize_chunk(raw, profile, path.name)
-        del raw
-        pseudo, pstats = pseudonymize_chunk(normalized, profile.kind, dataset=dataset,
-                                            keyring=keyring, file_sha256=sha,
-                                            identity_cache=identity, objections=objections)
-        del normalized
-        parts.append(pseudo)
-        read += nstats.rows
-        unplaced += nstats.unplaced
-        bad_email += nstats.bad_email
-        bad_phone += nstats.bad_phone
-        excluded_basis += pstats.excluded_no_basis
-        excluded_obj += pstats.excluded_objection
-        if progress is not None:
-            progress(nstats.rows)
-    staged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(ID_COLUMNS))
-    out = staged_dir(settings) / f"{sha}.{profile.kind}.parquet"
-    staged.to_parquet(out, index=False)
-    out.chmod(0o600)
+    work = staged_dir(settings)
+    out = work / f"{sha}.{profile.kind}.parquet"
+    job = StageJob(plan=plan, keyring=keyring, dataset=dataset, file_sha256=sha,
+                   objections=objections, parts_dir=work / f"{sha}.parts")
+    chunks = stage_file(job, out, progress=progress,
+                        processes=settings.ingest_processes if processes is None else processes)
+    total = {name: sum(getattr(c, name) for c in chunks) for name in (
+        "rows", "staged", "excluded_no_basis", "excluded_objection", "unplaced", "bad_email",
+        "bad_phone")}
     prepared = PreparedFile(
         file_name=path.name, sha256=sha, source=profile.name, kind=profile.kind,
-        staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id, rows_read=read,
-        rows_staged=len(staged), rows_excluded_no_basis=excluded_basis,
-        rows_excluded_objection=excluded_obj, rows_unplaced=unplaced, bad_email=bad_email,
-        bad_phone=bad_phone)
+        staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id,
+        rows_read=total["rows"], rows_staged=total["staged"],
+        rows_excluded_no_basis=total["excluded_no_basis"],
+        rows_excluded_objection=total["excluded_objection"], rows_unplaced=total["unplaced"],
+        bad_email=total["bad_email"], bad_phone=total["bad_phone"])
     log.info("prepared %s (%s): %d rows read, %d staged, %d excluded, %d unplaced",
-             path.name, profile.name, read, len(staged), excluded_basis + excluded_obj, unplaced)
+             path.name, profile.name, prepared.rows_read, prepared.rows_staged,
+             prepared.rows_excluded_no_basis + prepared.rows_excluded_objection,
+             prepared.rows_unplaced)
     return prepared
 
 
@@ -162,6 +141,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                   now: datetime | None = None, warnings: Mapping[str, Any] | None = None) -> LoadResult:
     """Resolve identities and load the staged rows in one transaction; a reload is a no-op."""
     at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    clock = _StageClock()
     with store.load_transaction(engine) as conn:
         done = store.already_loaded(conn, prepared.sha256)
         if done is not None:
@@ -171,35 +151,38 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
                               "already_loaded", int(done["rows_read"]), 0,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
-        staged = pd.read_parquet(prepared.staged_path)
-        ids = staged[list(ID_COLUMNS)]
-        uniques = pd.unique(ids.to_numpy(dtype=object).ravel())
-        uniques = uniques[pd.notna(uniques)]
-        known = existing_links(conn, uniques)
+        ids = pl.read_parquet(prepared.staged_path, columns=list(ID_COLUMNS))
+        known = existing_links(conn, ids)
+        clock.lap("lookup")
         resolution = resolve(ids, known, keyring.pseudonymizer(prepared.dataset, PURPOSE_PERSON))
-        staged["person_id"] = resolution.row_person
+        del ids, known
+        clock.lap("resolve")
         store.apply_merges(conn, resolution.merges)
-        store.upsert_links(conn, resolution.new_links, known, prepared.sha256)
-        geo_cols = ["person_id", "commune", "departement", "region"]
+        store.upsert_links(conn, resolution.new_links, resolution.repointed, prepared.sha256)
+        clock.lap("links")
+        staged = pl.read_parquet(prepared.staged_path).drop(ID_COLUMNS) \
+            .with_columns(resolution.row_person)
+        new_persons = resolution.new_persons
+        counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
+        del resolution
         if prepared.kind == "people":
-            person_rows = staged.drop(columns=list(ID_COLUMNS))
-            store.upsert_persons(conn, person_rows, resolution.new_persons, prepared.sha256,
+            store.upsert_persons(conn, staged, new_persons, prepared.sha256,
                                  update_existing=True)
         else:
-            store.upsert_persons(conn, staged[geo_cols], resolution.new_persons, prepared.sha256,
-                                 update_existing=False)
+            store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
+                                                     "region"),
+                                 new_persons, prepared.sha256, update_existing=False)
             table = contacts if prepared.kind == "contacts" else donations
             id_col = "contact_id" if prepared.kind == "contacts" else "donation_id"
-            rows = staged.drop(columns=list(ID_COLUMNS)).rename(columns={"row_id": id_col})
-            rows = rows.assign(source=prepared.source, file_sha256=prepared.sha256)
-            store.bulk_insert(conn, table, rows)
+            store.bulk_insert(conn, table, staged.rename({"row_id": id_col}),
+                              constants={"source": prepared.source,
+                                         "file_sha256": prepared.sha256})
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
         if prepared.rows_staged + excluded != prepared.rows_read:
             raise InvariantViolation(f"{prepared.file_name}: staged + excluded != read")
         counts = {"rows_read": prepared.rows_read, "rows_loaded": prepared.rows_staged,
                   "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
-                  "persons_new": len(resolution.new_persons),
-                  "persons_merged": len(resolution.merges)}
+                  "persons_new": counts_new, "persons_merged": counts_merged}
         details = {"excluded_no_lawful_basis": prepared.rows_excluded_no_basis,
                    "excluded_objection": prepared.rows_excluded_objection,
                    "bad_email": prepared.bad_email, "bad_phone": prepared.bad_phone,
@@ -207,12 +190,28 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         store.record_file(conn, sha256=prepared.sha256, file_name=prepared.file_name,
                           source=prepared.source, status="loaded", counts=counts,
                           key_id=prepared.key_id, loaded_at=at, details=details)
+        clock.lap("rows")
+    clock.lap("commit")
     _drop_staged(prepared)
-    log.info("loaded %s: %d rows, %d new persons, %d merged", prepared.file_name,
-             prepared.rows_staged, counts["persons_new"], counts["persons_merged"])
+    log.info("loaded %s: %d rows, %d new persons, %d merged (%s)", prepared.file_name,
+             prepared.rows_staged, counts["persons_new"], counts["persons_merged"],
+             ", ".join(f"{k} {v:.1f} s" for k, v in clock.seconds.items()))
     return LoadResult(prepared.file_name, prepared.sha256, prepared.source, "loaded",
                       prepared.rows_read, prepared.rows_staged, excluded, prepared.rows_unplaced,
-                      counts["persons_new"], counts["persons_merged"])
+                      counts["persons_new"], counts["persons_merged"], dict(clock.seconds))
+
+
+class _StageClock:
+    """Wall time of consecutive stages, for the load's log line and benchmarks."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now
 
 
 def _drop_staged(prepared: PreparedFile) -> None:
@@ -221,7 +220,6 @@ def _drop_staged(prepared: PreparedFile) -> None:
 
 def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring, *,
                 source: str = "auto", dataset: str = DEFAULT_DATASET,
-                raw_check: RawCheck | None = None,
                 staged_check: Callable[[PreparedFile], Mapping[str, Any]] | None = None,
                 now: datetime | None = None,
                 progress: Callable[[int], None] | None = None) -> LoadResult:
@@ -239,7 +237,7 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
                           int(done["rows_read"]), 0, int(done["rows_excluded"]),
                           int(done["rows_unplaced"]), 0, 0)
     prepared = prepare_file(path, settings, keyring, source=source, dataset=dataset,
-                            objections=objections, raw_check=raw_check, progress=progress)
+                            objections=objections, progress=progress)
     try:
         warnings = staged_check(prepared) if staged_check is not None else {}
         return load_prepared(prepared, engine, keyring, now=now, warnings=warnings)

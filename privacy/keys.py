@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -134,33 +136,61 @@ class Pseudonymizer:
         """Pseudonymize normalized values of one kind (``email``, ``phone``, ``source_id``...).
 
         The kind is part of the message, so an email and a phone that happen to be equal
-        strings never collide. Encoding is batched: base32 of the concatenated 240-bit
-        digests, sliced, which is ~10x faster than encoding each digest.
+        strings never collide.
         """
-        prefix = kind.encode() + b"\x00"
+        array = pa.array(list(values), type=pa.string())
+        return self.pseudonymize_array(kind, array).to_pylist()  # type: ignore[no-any-return]
+
+    def pseudonymize_array(self, kind: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Pseudonyms of an Arrow string array (nulls stay null), as an Arrow string array.
+
+        The bulk path: messages are built by Arrow, each needs one ``copy``/``update``/
+        ``finalize`` of the reused HMAC (the Python floor), and the 240-bit digests are
+        base32-encoded together and laid out as fixed-width Arrow strings, so no Python
+        string object is made per pseudonym.
+        """
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        values = values.cast(pa.string())
+        valid = values.drop_null() if values.null_count else values
+        prefix = pa.scalar(kind.encode() + b"\x00", pa.binary())
+        messages = pc.binary_join_element_wise(prefix, valid.cast(pa.binary()), b"")
         base = self._base
-        digests = []
-        for value in values:
+
+        def mac(message: bytes) -> bytes:
             h = base.copy()
-            h.update(prefix + value.encode())
-            digests.append(h.finalize()[:_DIGEST_BYTES])
-        if not digests:
-            return []
-        encoded = _base32_lower(b"".join(digests))
-        head = self.key_id + ":"
-        return [head + encoded[i:i + _B32_CHARS] for i in range(0, len(encoded), _B32_CHARS)]
+            h.update(message)
+            return h.finalize()
+
+        digests = np.frombuffer(b"".join(map(mac, messages.to_pylist())), dtype=np.uint8)
+        width = len(self.key_id) + 1 + _B32_CHARS
+        body = np.empty((len(valid), width), dtype=np.uint8)
+        body[:, :width - _B32_CHARS] = np.frombuffer(self.key_id.encode() + b":", dtype=np.uint8)
+        if len(valid):
+            truncated = digests.reshape(len(valid), -1)[:, :_DIGEST_BYTES]
+            body[:, width - _B32_CHARS:] = _base32_symbols(truncated).reshape(len(valid),
+                                                                              _B32_CHARS)
+        offsets = np.arange(len(valid) + 1, dtype=np.int32) * width
+        dense = pa.Array.from_buffers(pa.string(), len(valid),
+                                      [None, pa.py_buffer(offsets), pa.py_buffer(body)])
+        if not values.null_count:
+            return dense
+        # scatter back into place: the k-th valid value goes where the k-th non-null was
+        is_valid = values.is_valid().to_numpy(zero_copy_only=False)
+        position = np.cumsum(is_valid) - 1
+        return dense.take(pa.array(position, mask=~is_valid))
 
 
 _B32_ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
 
 
-def _base32_lower(data: bytes) -> str:
-    """RFC 4648 base32 (lowercase, no padding) of data whose length is a multiple of 5.
+def _base32_symbols(data: np.ndarray) -> np.ndarray:
+    """RFC 4648 base32 (lowercase, no padding) of uint8 rows whose width is a multiple of 5.
 
     Vectorized on uint8 (each 5-byte group gives 8 five-bit symbols): CPython's
     ``base64.b32encode`` is pure Python and was the bottleneck.
     """
-    b = np.frombuffer(data, dtype=np.uint8).reshape(-1, 5)
+    b = np.ascontiguousarray(data).reshape(-1, 5)
     out = np.empty((b.shape[0], 8), dtype=np.uint8)
     out[:, 0] = b[:, 0] >> 3
     out[:, 1] = ((b[:, 0] & 7) << 2) | (b[:, 1] >> 6)
@@ -170,7 +200,7 @@ def _base32_lower(data: bytes) -> str:
     out[:, 5] = (b[:, 3] >> 2) & 31
     out[:, 6] = ((b[:, 3] & 3) << 3) | (b[:, 4] >> 5)
     out[:, 7] = b[:, 4] & 31
-    return _B32_ALPHABET[out.ravel()].tobytes().decode("ascii")
+    return _B32_ALPHABET[out.ravel()]
 
 
 # ------------------------------------------------------------------ loading the master key

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from privacy.keys import Keyring, Pseudonymizer
 
@@ -47,30 +49,22 @@ class PseudonymizeStats:
     excluded_objection: int
 
 
-class PseudonymCache:
-    """Per-file memo of value → pseudonym, so a repeated identifier is hashed once.
+def pseudonyms_of(pseudonymizer: Pseudonymizer, kind: str, values: pd.Series) -> pd.Series:
+    """Pseudonyms of one column (nulls stay null); each distinct value is hashed once.
 
-    Lives only for the duration of one file's preparation, in the task's memory.
+    Dictionary encoding does the de-duplication in Arrow, so a supporter who appears on many
+    rows of a chunk costs one HMAC, and no per-file memo of identifiers is kept in memory.
     """
-
-    def __init__(self, pseudonymizer: Pseudonymizer) -> None:
-        self._p = pseudonymizer
-        self._memo: dict[tuple[str, str], str] = {}
-
-    def map(self, kind: str, values: pd.Series) -> pd.Series:
-        present = values.dropna()
-        if present.empty:
-            return pd.Series([None] * len(values), index=values.index, dtype=object)
-        uniques = pd.unique(present.to_numpy(dtype=object))
-        missing = [v for v in uniques if (kind, v) not in self._memo]
-        for value, pseudo in zip(missing, self._p.pseudonymize_many(kind, missing), strict=True):
-            self._memo[(kind, value)] = pseudo
-        table = {v: self._memo[(kind, v)] for v in uniques}
-        return values.map(table).astype(object).where(values.notna(), None)
+    array = pa.array(values, type=pa.string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = pc.dictionary_encode(array)
+    pseudonyms = pseudonymizer.pseudonymize_array(kind, encoded.dictionary).take(encoded.indices)
+    return pd.Series(pseudonyms.to_pandas().array, index=values.index)
 
 
 def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, keyring: Keyring,
-                       file_sha256: str, identity_cache: PseudonymCache,
+                       file_sha256: str,
                        objections: frozenset[str] = frozenset()) -> tuple[pd.DataFrame,
                                                                          PseudonymizeStats]:
     """Pseudonymize one normalized chunk; the result holds only allow-listed columns."""
@@ -79,12 +73,13 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
     frame = normalized.loc[basis]
     excluded_no_basis = rows_in - len(frame)
 
+    identity = keyring.pseudonymizer(dataset, PURPOSE_IDENTITY)
     out = pd.DataFrame(index=frame.index)
     for column, id_column in _ID_FROM.items():
         if column in frame.columns:
-            out[id_column] = identity_cache.map(IDENTIFIER_KINDS[column], frame[column])
+            out[id_column] = pseudonyms_of(identity, IDENTIFIER_KINDS[column], frame[column])
         else:
-            out[id_column] = None
+            out[id_column] = pd.Series(None, index=frame.index, dtype="str")
 
     excluded_objection = 0
     if objections and len(out):
@@ -95,11 +90,13 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
 
     if kind in ("contacts", "donations"):
         rows = keyring.pseudonymizer(dataset, PURPOSE_ROW)
-        messages = (file_sha256 + ":" + frame["row_number"].astype("int64").astype(str)).tolist()
-        out["row_id"] = rows.pseudonymize_many(kind, messages)
+        messages = pa.array(file_sha256 + ":" + frame["row_number"].astype("int64").astype(str),
+                            type=pa.string())
+        out["row_id"] = pd.Series(rows.pseudonymize_array(kind, messages).to_pandas().array,
+                                  index=frame.index)
     if kind == "contacts":
-        canvassers = PseudonymCache(keyring.pseudonymizer(dataset, PURPOSE_CANVASSER))
-        out["canvasser_id"] = canvassers.map("canvasser", frame["canvasser_id"])
+        canvassers = keyring.pseudonymizer(dataset, PURPOSE_CANVASSER)
+        out["canvasser_id"] = pseudonyms_of(canvassers, "canvasser", frame["canvasser_id"])
     for column in KEPT_COLUMNS[kind]:
         if column in ("row_id", "canvasser_id"):
             continue

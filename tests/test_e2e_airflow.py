@@ -39,7 +39,10 @@ def _prepare_home(tmp_path: Path, warehouse_url: str | None) -> tuple[dict[str, 
     create_signing_key(signing)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ISOLOIR_", "AIRFLOW"))}
     env.update(ISOLOIR_HOME=str(home), ISOLOIR_KEY_FILE=str(key_file),
-               ISOLOIR_SIGNING_KEY_FILE=str(signing), ISOLOIR_RETRY_DELAY_SECONDS="0")
+               ISOLOIR_SIGNING_KEY_FILE=str(signing), ISOLOIR_RETRY_DELAY_SECONDS="0",
+               # small chunks: the larger files are staged by spawned worker processes
+               # inside the Airflow task, as a 1 M-row export is in production
+               ISOLOIR_CHUNK_ROWS="120", ISOLOIR_INGEST_PROCESSES="2")
     if warehouse_url:
         env["ISOLOIR_WAREHOUSE_URL"] = warehouse_url
     settings = load_settings(env)
@@ -116,6 +119,9 @@ def test_both_dags_end_to_end_without_leaks(tmp_path: Path, warehouse_url: str |
             assert exports.find_canaries(path.read_bytes()) == [], path
             swept += 1
     assert swept > 10
+    task_logs = b"".join(p.read_bytes() for p in (settings.airflow_home / "logs").rglob("*")
+                         if p.is_file())
+    assert b"chunks on 2 processes" in task_logs  # staging really ran in worker processes
     assert (settings.airflow_home / "airflow.db").exists()
     _sweep_airflow_metadata(settings.airflow_home / "airflow.db")
     _sweep_warehouse(engine)

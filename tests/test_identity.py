@@ -15,8 +15,9 @@ def test_rows_sharing_any_identifier_become_one_person() -> None:
     ids = frame([("nb:1", "e1", None, None), ("van:9", None, "p1", None),
                  ("pap:3", "e1", "p1", None), ("nb:2", "e2", None, "p2")])
     r = resolve(ids, {}, PERSON_KEYS)
-    assert r.row_person[0] == r.row_person[1] == r.row_person[2]
-    assert r.row_person[3] != r.row_person[0]
+    persons = r.row_person.to_list()
+    assert persons[0] == persons[1] == persons[2]
+    assert persons[3] != persons[0]
     assert len(r.new_persons) == 2
     assert all(PSEUDONYM_RE.match(p) for p in r.new_persons)
 
@@ -30,18 +31,34 @@ def test_person_id_does_not_depend_on_row_order() -> None:
 
 def test_links_from_earlier_loads_are_reused_and_persons_merged() -> None:
     first = resolve(frame([("nb:1", "e1", None, None), ("nb:2", "e2", None, None)]), {}, PERSON_KEYS)
-    known = dict(zip(first.new_links["pseudonym"], first.new_links["person_id"], strict=True))
+    known = dict(first.new_links.select("pseudonym", "person_id").rows())
     # a later file shows that e1 and e2 are the same human
     later = resolve(frame([("van:7", "e1", "p9", None), ("van:7", "e2", None, None)]), known,
                     PERSON_KEYS)
     p1, p2 = sorted({known["nb:1"], known["nb:2"]})
     assert set(later.row_person) == {p1}
     assert later.merges == {p2: p1}
-    assert not later.new_persons
-    relinked = dict(zip(later.new_links["pseudonym"], later.new_links["person_id"], strict=True))
-    assert relinked["e2"] == p1 and relinked["van:7"] == p1 and "e1" not in relinked
+    assert later.new_persons.is_empty()
+    added = dict(later.new_links.select("pseudonym", "person_id").rows())
+    moved = dict(later.repointed.rows())
+    assert added == {"van:7": p1, "p9": p1}
+    assert moved == {"e2": p1} and "e1" not in moved
 
 
 def test_empty_input() -> None:
     r = resolve(frame([]), {}, PERSON_KEYS)
-    assert len(r.row_person) == 0 and r.new_links.empty
+    assert len(r.row_person) == 0 and r.new_links.is_empty()
+
+
+def test_merging_three_existing_persons_keeps_the_smallest_and_row_order_is_kept() -> None:
+    first = resolve(frame([("nb:1", "e1", None, None), ("nb:2", "e2", None, None),
+                           ("nb:3", "e3", None, None)]), {}, PERSON_KEYS)
+    known = dict(first.new_links.select("pseudonym", "person_id").rows())
+    a, b, c = sorted({known["nb:1"], known["nb:2"], known["nb:3"]})
+    later = resolve(frame([("x:1", "e1", None, None), ("x:9", "e9", None, None),
+                           ("x:1", "e2", "p3", None), ("x:2", None, "p3", "e3")]), known,
+                    PERSON_KEYS)
+    rows = later.row_person.to_list()
+    assert rows[0] == rows[2] == rows[3] == a and rows[1] not in (a, b, c)
+    assert later.merges == {b: a, c: a}
+    assert later.new_persons.to_list() == [rows[1]]

@@ -116,3 +116,15 @@ def test_env_key_wins_over_file_and_accepts_versioned_form(tmp_path: Path) -> No
     assert ring.key_ids == ("k3",)
     assert load_keyring(settings, {}).key_ids == ("k1",)
     logging.getLogger().info("ring %r", ring)
+
+
+def test_arrow_bulk_path_equals_one_by_one_and_keeps_nulls_in_place() -> None:
+    import pyarrow as pa
+
+    p = Keyring.from_bytes({1: KEY}).pseudonymizer("campaign", "identity")
+    values = ["a@b.fr", None, "c@d.fr", "a@b.fr", None]
+    out = p.pseudonymize_array("email", pa.array(values)).to_pylist()
+    assert out == [None if v is None else p.pseudonymize_one("email", v) for v in values]
+    assert p.pseudonymize_array("email", pa.array([], pa.string())).to_pylist() == []
+    assert p.pseudonymize_array("email", pa.array([None, None], pa.string())).to_pylist() == \
+        [None, None]

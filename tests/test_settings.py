@@ -43,3 +43,16 @@ def test_warehouse_password_never_in_repr(tmp_path: Path) -> None:
                        "ISOLOIR_WAREHOUSE_URL": "postgresql://isoloir:s3cretpw@db:5432/wh"})
     assert "s3cretpw" not in repr(s)
     assert "s3cretpw" not in s.warehouse_url_safe and "***" in s.warehouse_url_safe
+
+
+def test_ingest_processes_defaults_to_two_at_most_and_rejects_nonsense(tmp_path: Path) -> None:
+    import os
+
+    assert load_settings({"ISOLOIR_HOME": str(tmp_path)}).ingest_processes == \
+        min(2, os.cpu_count() or 1)
+    assert load_settings({"ISOLOIR_HOME": str(tmp_path),
+                          "ISOLOIR_INGEST_PROCESSES": "3"}).ingest_processes == 3
+    for variable in ("ISOLOIR_INGEST_PROCESSES", "ISOLOIR_CHUNK_ROWS"):
+        for bad in ("0", "-1", "two"):
+            with pytest.raises(SettingsError, match=variable):
+                load_settings({"ISOLOIR_HOME": str(tmp_path), variable: bad})

@@ -623,25 +623,51 @@ def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -
 # --------------------------------------------------------------------------- reading
 
 
-def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
-                chunk_rows: int = 200_000, *,
-                reference_date: date | None = None) -> Iterator[pd.DataFrame]:
-    """Yield frames of at most ``chunk_rows`` records, columns named by internal field.
+@dataclass(frozen=True)
+class ReadPlan:
+    """Where each chunk of a file lies and how its columns are named.
 
-    Every column of ``profile.fields`` is present (all missing when the file lacks an
-    optional column), plus ``consent`` for a consent-column profile, plus ``row_number``
-    (int64, the line where the record starts; header = line 1). Values are strings, missing
-    when empty (pandas' string dtype). Unmapped raw columns are never materialized.
-    For a people profile, ``frame.attrs["reference_date"]`` is the date ages are computed
-    at (see :func:`transforms.normalize.normalize_chunk`): ``reference_date`` when given (say,
-    the run's logical date), else the file's newest ``created_at``, found by a first pass
-    over that one column.
+    Enough for any process to read chunk ``k`` on its own (it is picklable), which is how a
+    large file is normalized and pseudonymized on several cores at once.
+    """
+
+    path: Path
+    profile: SourceProfile
+    dialect: FileDialect
+    chunk_rows: int
+    names: tuple[str, ...]
+    include: tuple[str, ...]
+    mapping: Mapping[str, str]
+    present: Mapping[str, str]
+    scan: _Scan
+    bounds: tuple[int, ...]  # file offsets: chunk k is bytes bounds[k]..bounds[k + 1]
+    attrs: Mapping[str, object]
+
+    @property
+    def chunks(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def data_rows(self) -> int:
+        return self.scan.data_rows
+
+
+def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
+              chunk_rows: int = 200_000, *, reference_date: date | None = None,
+              validate: bool = False) -> ReadPlan:
+    """Locate the chunks of ``path``; with ``validate``, prove it well-formed in the same pass.
+
+    ``validate=True`` is :func:`validate_whole_file` and the chunk scan in one streaming pass
+    (it raises :class:`InputFileError` naming the file, the line and the rule).
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be positive")
     dialect = dialect or sniff_dialect(path, profile)
     columns = _checked_columns(path, profile, dialect)
-    scan = _scan(path, dialect, len(columns), full=False, chunk_rows=chunk_rows)
+    scan = _scan(path, dialect, len(columns), full=validate, chunk_rows=chunk_rows)
+    if validate and scan.data_rows == 0:
+        raise InputFileError(path.name, "header_only", "a header and no data row",
+                             row=scan.header_line)
     names = _unique_names(columns)
     mapping = dict(profile.fields)
     if profile.lawful_basis == "consent_column" and profile.consent_column:
@@ -656,14 +682,39 @@ def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None 
         attrs["reference_date"] = _newest_date(path, dialect, names, scan,
                                                present[mapping["created_at"]],
                                                profile.date_format, chunk_rows)
-    bounds = [*scan.chunk_starts, path.stat().st_size]
-    with path.open("rb") as handle:
-        for k in range(len(bounds) - 1):
-            first = k * chunk_rows
-            expected = min(chunk_rows, scan.data_rows - first)
-            table = _parse_slice(handle, bounds[k], bounds[k + 1], dialect, names, include,
-                                 scan, expected)
-            yield _frame(table, mapping, present, scan, first, attrs)
+    return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
+                    names=tuple(names), include=tuple(include), mapping=mapping,
+                    present=present, scan=scan,
+                    bounds=(*scan.chunk_starts, path.stat().st_size), attrs=attrs)
+
+
+def read_chunk(plan: ReadPlan, k: int) -> pd.DataFrame:
+    """Chunk ``k`` of a planned file (see :func:`read_chunks` for the frame's shape)."""
+    first = k * plan.chunk_rows
+    expected = min(plan.chunk_rows, plan.scan.data_rows - first)
+    with plan.path.open("rb") as handle:
+        table = _parse_slice(handle, plan.bounds[k], plan.bounds[k + 1], plan.dialect,
+                             list(plan.names), list(plan.include), plan.scan, expected)
+    return _frame(table, plan.mapping, plan.present, plan.scan, first, plan.attrs)
+
+
+def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
+                chunk_rows: int = 200_000, *,
+                reference_date: date | None = None) -> Iterator[pd.DataFrame]:
+    """Yield frames of at most ``chunk_rows`` records, columns named by internal field.
+
+    Every column of ``profile.fields`` is present (all missing when the file lacks an
+    optional column), plus ``consent`` for a consent-column profile, plus ``row_number``
+    (int64, the line where the record starts; header = line 1). Values are strings, missing
+    when empty (pandas' string dtype). Unmapped raw columns are never materialized.
+    For a people profile, ``frame.attrs["reference_date"]`` is the date ages are computed
+    at (see :func:`transforms.normalize.normalize_chunk`): ``reference_date`` when given (say,
+    the run's logical date), else the file's newest ``created_at``, found by a first pass
+    over that one column.
+    """
+    plan = plan_read(path, profile, dialect, chunk_rows, reference_date=reference_date)
+    for k in range(plan.chunks):
+        yield read_chunk(plan, k)
 
 
 def _unique_names(columns: list[str]) -> list[str]:

@@ -18,10 +18,10 @@ Internal fields (the normalized schema, see ``transforms.normalize``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["people", "contacts", "donations"]
 LawfulBasis = Literal["regular_contact", "consent_column", "none"]
@@ -55,6 +55,20 @@ class SourceProfile:
             raise ValueError(f"profile {self.name}: empty column mapping")
         if self.lawful_basis == "consent_column" and not self.consent_column:
             raise ValueError(f"profile {self.name}: consent_column policy needs a consent_column")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (read-only mapping proxies are not), so worker processes get the profile."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["fields"] = dict(self.fields)
+        state["value_maps"] = {k: dict(v) for k, v in self.value_maps.items()}
+        return (_rebuild_profile, (state,))
+
+
+def _rebuild_profile(state: dict[str, Any]) -> SourceProfile:
+    state = dict(state, fields=MappingProxyType(state["fields"]),
+                 value_maps=MappingProxyType({k: MappingProxyType(v)
+                                              for k, v in state["value_maps"].items()}))
+    return SourceProfile(**state)
 
 
 #: VAN ResultShortName / NationBuilder status / French app résultat -> core.vocabulary.RESULTS

@@ -41,8 +41,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
-    cur.execute("PRAGMA cache_size=-262144")  # 256 MiB: bulk loads touch large indexes
-    cur.execute("PRAGMA temp_store=MEMORY")
+    # 64 MiB of page cache; sorts (CREATE INDEX after a bulk load) spill to temporary files
+    # rather than memory, which keeps a 1 M-person load's peak RSS under 2 GB.
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.execute("PRAGMA temp_store=FILE")
     cur.close()
 
 
