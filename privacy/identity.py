@@ -49,18 +49,17 @@ class Resolution:
     new_persons: pl.Series  # person_ids created by this file (sorted)
 
 
-def existing_links(conn: Connection, ids: pl.DataFrame) -> pl.DataFrame:
-    """``pseudonym, person_id`` of the identifiers in ``ids`` already in ``identifier_links``.
+def existing_links(conn: Connection, pseudonyms: pl.Series) -> pl.DataFrame:
+    """``pseudonym, person_id`` of the given pseudonyms already in ``identifier_links``.
 
     Talks to the driver directly. A large file's pseudonyms go to a temporary table that is
     joined once (COPY on PostgreSQL), rather than thousands of ``IN`` lookups.
     """
     empty = pl.DataFrame(schema=LINKS_SCHEMA)
-    if ids.is_empty() or \
+    if pseudonyms.is_empty() or \
             conn.execute(select(identifier_links.c.pseudonym).limit(1)).first() is None:
         return empty  # first load: nothing to look up
-    values = pl.concat([ids.get_column(c).cast(pl.String) for c in ID_COLUMNS]) \
-        .drop_nulls().unique().sort()
+    values = pseudonyms.drop_nulls().unique().sort()
     table = identifier_links.name
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     postgres = conn.dialect.name == "postgresql"
@@ -104,25 +103,51 @@ def existing_links(conn: Connection, ids: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=LINKS_SCHEMA, orient="row")
 
 
+@dataclass(frozen=True)
+class IdentifierIndex:
+    """A file's identifiers as integer codes: the input of :func:`resolve_index`."""
+
+    n_rows: int
+    edges: pl.DataFrame  # row (u32), node (i64): row ``row`` carries identifier ``node``
+    nodes: pl.DataFrame  # node, pseudonym, column: distinct pseudonyms in sorted order
+
+
+def index_identifiers(ids: pl.DataFrame | pl.LazyFrame | pd.DataFrame) -> IdentifierIndex:
+    """Number the distinct pseudonyms of ``ids`` (columns ``ID_COLUMNS``) in sorted order.
+
+    Sorted, so the smallest code of a component is its smallest pseudonym. A lazy frame (a
+    parquet scan) is never held whole: only the long form is built.
+    """
+    lazy = ids if isinstance(ids, pl.LazyFrame) else _as_polars(ids).lazy()
+    lazy = lazy.select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
+    long = (lazy.with_row_index("row")
+            .unpivot(index="row", on=list(ID_COLUMNS), variable_name="column",
+                     value_name="pseudonym")
+            .drop_nulls("pseudonym")
+            .with_columns(pl.col("column").cast(pl.Enum(list(ID_COLUMNS))))
+            .sort("pseudonym")
+            .with_columns((pl.col("pseudonym") != pl.col("pseudonym").shift(1))
+                          .fill_null(True).alias("first"))
+            .with_columns((pl.col("first").cum_sum() - 1).cast(pl.Int64).alias("node"))
+            .collect())
+    n_rows = lazy.select(pl.len()).collect().item()
+    if n_rows and long.get_column("row").n_unique() != n_rows:
+        raise ValueError("a row without any identifier reached identity resolution")
+    nodes = long.filter(pl.col("first")).select("node", "pseudonym", "column")
+    return IdentifierIndex(n_rows=n_rows, edges=long.select("row", "node"), nodes=nodes)
+
+
 def resolve(ids: pl.DataFrame | pd.DataFrame, known: pl.DataFrame | Mapping[str, str],
             person_keys: Pseudonymizer) -> Resolution:
     """Resolve rows (columns ``ID_COLUMNS``) against the already-known links ``known``."""
-    frame = _as_polars(ids)
-    known_links = _known_frame(known)
-    n_rows = frame.height
+    return resolve_index(index_identifiers(ids), known, person_keys)
 
-    # Long form: one (row, column, pseudonym) per present identifier.
-    long = (frame.with_row_index("row")
-            .unpivot(index="row", on=list(ID_COLUMNS), variable_name="column",
-                     value_name="pseudonym")
-            .drop_nulls("pseudonym"))
-    if n_rows and long.get_column("row").n_unique() != n_rows:
-        raise ValueError("a row without any identifier reached identity resolution")
-    # Nodes: distinct pseudonyms in sorted order, so the smallest code is the smallest string.
-    long = long.sort("pseudonym").with_columns(
-        (pl.col("pseudonym") != pl.col("pseudonym").shift(1)).fill_null(True).alias("first"))
-    long = long.with_columns((pl.col("first").cum_sum() - 1).cast(pl.Int64).alias("node"))
-    nodes = long.filter(pl.col("first")).select("node", "pseudonym", "column")
+
+def resolve_index(index: IdentifierIndex, known: pl.DataFrame | Mapping[str, str],
+                  person_keys: Pseudonymizer) -> Resolution:
+    """Resolve an indexed file against the already-known links ``known``."""
+    known_links = _known_frame(known)
+    n_rows, nodes = index.n_rows, index.nodes
     n_nodes = nodes.height
 
     # Existing persons become extra nodes, linked to their pseudonyms.
@@ -135,11 +160,11 @@ def resolve(ids: pl.DataFrame | pd.DataFrame, known: pl.DataFrame | Mapping[str,
     n_persons = len(persons_sorted)
 
     # Graph: row nodes after identifier nodes, person nodes after row nodes.
-    row_nodes = n_nodes + long.get_column("row").to_numpy().astype(np.int64)
+    row_nodes = n_nodes + index.edges.get_column("row").to_numpy().astype(np.int64)
     src = np.concatenate([row_nodes, known_node])
-    dst = np.concatenate([long.get_column("node").to_numpy().astype(np.int64),
+    dst = np.concatenate([index.edges.get_column("node").to_numpy().astype(np.int64),
                           n_nodes + n_rows + known_code])
-    del long, frame, row_nodes, linked, person_code
+    del row_nodes, linked, person_code
     total = n_nodes + n_rows + n_persons
     graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(total, total))
     _, labels = connected_components(graph, directed=False)
@@ -176,21 +201,23 @@ def resolve(ids: pl.DataFrame | pd.DataFrame, known: pl.DataFrame | Mapping[str,
         pl.Series("person_id", [], dtype=pl.String)
     resolved = nodes.with_columns(node_person.alias("person_id"))
     if known_links.is_empty():
-        new_links = resolved.select("pseudonym", pl.col("column").replace_strict(_KIND_OF)
-                                    .alias("kind"), "person_id")
+        new_links = resolved.select("pseudonym", _kind(), "person_id")
         repointed = pl.DataFrame(schema=LINKS_SCHEMA)
     else:
         stored = resolved.join(known_links.rename({"person_id": "stored"}), on="pseudonym",
                                how="left")
         new_links = (stored.filter(pl.col("stored").is_null())
-                     .select("pseudonym", pl.col("column").replace_strict(_KIND_OF)
-                             .alias("kind"), "person_id"))
+                     .select("pseudonym", _kind(), "person_id"))
         repointed = stored.filter(pl.col("stored").is_not_null() &
                                   (pl.col("stored") != pl.col("person_id"))) \
             .select("pseudonym", "person_id")
     return Resolution(row_person=row_person.alias("person_id"), new_links=new_links,
                       repointed=repointed, merges=merges,
                       new_persons=pl.Series("person_id", fresh_ids).sort())
+
+
+def _kind() -> pl.Expr:
+    return pl.col("column").cast(pl.String).replace_strict(_KIND_OF).alias("kind")
 
 
 def _as_polars(ids: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:

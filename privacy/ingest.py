@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from core.errors import InvariantViolation
 from core.settings import Settings
-from privacy.identity import existing_links, resolve
+from privacy.identity import existing_links, index_identifiers, resolve_index
 from privacy.keys import Keyring
 from privacy.pseudonymize import ID_COLUMNS, PURPOSE_PERSON
 from warehouse import store
@@ -151,16 +151,17 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
                               "already_loaded", int(done["rows_read"]), 0,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
-        ids = pl.read_parquet(prepared.staged_path, columns=list(ID_COLUMNS))
-        known = existing_links(conn, ids)
+        index = index_identifiers(pl.scan_parquet(prepared.staged_path))
+        known = existing_links(conn, index.nodes.get_column("pseudonym"))
         clock.lap("lookup")
-        resolution = resolve(ids, known, keyring.pseudonymizer(prepared.dataset, PURPOSE_PERSON))
-        del ids, known
+        resolution = resolve_index(index, known,
+                                   keyring.pseudonymizer(prepared.dataset, PURPOSE_PERSON))
+        del index, known
         clock.lap("resolve")
         store.apply_merges(conn, resolution.merges)
         store.upsert_links(conn, resolution.new_links, resolution.repointed, prepared.sha256)
         clock.lap("links")
-        staged = pl.read_parquet(prepared.staged_path).drop(ID_COLUMNS) \
+        staged = pl.scan_parquet(prepared.staged_path).drop(ID_COLUMNS).collect() \
             .with_columns(resolution.row_person)
         new_persons = resolution.new_persons
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
