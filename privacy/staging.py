@@ -6,7 +6,8 @@ file lives in the secure work zone (``work/staged``, mode 0600) until the load d
 Why several processes: parsing, normalizing and one HMAC per identifier are CPU-bound and,
 in Python, bound to one core by the GIL. A file of several chunks is spread over worker
 processes that each read their chunk's bytes themselves (the :class:`ReadPlan` says where
-each chunk lies) and write a part file; only counts travel back. Workers are *spawned*,
+each chunk lies) and write a part file; only counts travel back (inside a daemonic process,
+such as a Celery worker's, chunks are staged in the process itself). Workers are *spawned*,
 never forked: a task process may hold threads and its supervisor's socket, which a forked
 child must not inherit. The keyring travels to them over the pool's private pipe, the way
 it reached this process; it is never written anywhere.
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
-from multiprocessing import get_context
+from multiprocessing import current_process, get_context
 from pathlib import Path
 
 import pyarrow as pa
@@ -90,6 +91,12 @@ def stage_file(job: StageJob, out: Path, *, processes: int = 1,
     stats: list[ChunkStats] = []
     try:
         workers = min(processes, chunks)
+        if workers > 1 and current_process().daemon:
+            # A Celery prefork worker runs tasks in daemonic processes, which may not have
+            # children: there, parallelism comes from the workers themselves.
+            log.info("staging %s: %d chunks in this process (a daemonic worker process "
+                     "cannot start staging processes)", job.plan.path.name, chunks)
+            workers = 1
         if workers <= 1:
             for k in range(chunks):
                 stats.append(stage_chunk(job, k))

@@ -148,7 +148,10 @@ def test_ingestion_spreads_over_two_celery_workers(tmp_path: Path, services: Non
                                                    request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     warehouse_url: str = request.getfixturevalue("pg_url")
-    env = isoloir_env(tmp_path, warehouse_url)  # no time-based run: the trigger, then the asset
+    # no time-based run: the trigger, then the asset. Small chunks: the larger exports are
+    # staged chunk by chunk inside the Celery task processes (daemonic: no staging processes).
+    env = isoloir_env(tmp_path, warehouse_url, ISOLOIR_CHUNK_ROWS="25",
+                      ISOLOIR_INGEST_PROCESSES="2")
     settings = load_settings(env)
     settings.ensure_dirs()
     ensure_schema(make_engine(warehouse_url))  # as airflow-init does in production
@@ -214,6 +217,9 @@ def test_ingestion_spreads_over_two_celery_workers(tmp_path: Path, services: Non
     # no canary in ISOLOIR_HOME (but landing/ and quarantine/) nor in any log of the cluster
     assert _sweep_files(settings.home, settings) > 5
     assert _sweep_files(tmp_path / "cluster", settings) > 5
+    logs = b"".join(p.read_bytes() for p in (tmp_path / "cluster").rglob("*.log*") if p.is_file())
+    assert b"chunks in this process (a daemonic worker process" in logs
+    assert b"chunks on 2 processes" not in logs
     assert swept_tables > 20
     print(f"distributed run: {expected}, phases (s): "
           + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))

@@ -148,3 +148,21 @@ def test_indexes_dropped_for_a_bulk_insert_come_back(
     with engine.connect() as conn:
         assert store.table_counts(conn)["identifier_links"] > 1_500
     engine.dispose()
+
+
+def test_a_daemonic_process_stages_in_itself(isoloir_home: Path, campaign: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Celery's prefork workers are daemonic and may not start processes: no failure there."""
+    import multiprocessing
+
+    settings = load_settings()
+    settings.ensure_dirs()
+    keyring = load_keyring(settings)
+    monkeypatch.setattr(multiprocessing.current_process(), "_config",
+                        dict(multiprocessing.current_process()._config, daemon=True))
+    with caplog.at_level("INFO", logger="privacy.staging"):
+        staged = prepare_file(campaign / "nationbuilder_people.csv", settings, keyring,
+                              chunk_rows=200, processes=2)
+    assert staged.rows_staged > 1_000
+    assert "chunks in this process" in caplog.text
