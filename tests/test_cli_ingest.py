@@ -48,3 +48,24 @@ def test_missing_key_stops_before_reading(tmp_path: Path, monkeypatch) -> None: 
 def test_demo_refuses_a_bad_size() -> None:
     result = runner.invoke(app, ["demo", "--people", "5"])
     assert result.exit_code == 2
+
+
+def test_console_script_stages_a_large_file_on_worker_processes(isoloir_home: Path,
+                                                               tmp_path: Path) -> None:
+    """The installed `isoloir` command spawns staging processes (they import its module)."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("isoloir")
+    assert script.exists(), "the isoloir command is installed by `make install`"
+    f = exports.nationbuilder_people(tmp_path / "nationbuilder_people.csv", extra_rows=60)
+    env = dict(os.environ, ISOLOIR_CHUNK_ROWS="20", ISOLOIR_INGEST_PROCESSES="2",
+               ISOLOIR_LOG_LEVEL="INFO")
+    done = subprocess.run([str(script), "ingest", str(f), "--json"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [loaded] = json.loads(done.stdout)["files"]
+    assert loaded["rows_read"] == 62 and loaded["rows_loaded"] == 62
+    assert "4 chunks on 2 processes" in " ".join(done.stderr.split())  # rich wraps lines
+    assert all(c.email not in done.stdout + done.stderr for c in exports.CANARIES)
