@@ -20,6 +20,7 @@ Run: ``.venv/bin/python benchmarks/bench_validate.py [rows]`` (default 1 000 000
 
 from __future__ import annotations
 
+import argparse
 import base64
 import sys
 import tempfile
@@ -96,7 +97,10 @@ def timed(label: str, fn, rows: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", nargs="?", type=int, default=1_000_000,
+                        help="rows per suite (default 1000000)")
+    rows = parser.parse_args().rows
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as home:
         settings = load_settings({"ISOLOIR_HOME": home})
