@@ -138,39 +138,22 @@ class Pseudonymizer:
         The kind is part of the message, so an email and a phone that happen to be equal
         strings never collide.
         """
-        array = pa.array(list(values), type=pa.string())
-        return self.pseudonymize_array(kind, array).to_pylist()  # type: ignore[no-any-return]
+        body = self._pseudonym_bytes(kind, pa.array(list(values), type=pa.string()))
+        text, width = body.tobytes().decode("ascii"), body.shape[1]
+        return [text[i:i + width] for i in range(0, len(text), width)]
 
     def pseudonymize_array(self, kind: str, values: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Pseudonyms of an Arrow string array (nulls stay null), as an Arrow string array.
 
-        The bulk path: messages are built by Arrow, each needs one ``copy``/``update``/
-        ``finalize`` of the reused HMAC (the Python floor), and the 240-bit digests are
-        base32-encoded together and laid out as fixed-width Arrow strings, so no Python
-        string object is made per pseudonym.
+        The bulk path: no Python string object is made per pseudonym (they are laid out as
+        fixed-width Arrow strings).
         """
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         values = values.cast(pa.string())
         valid = values.drop_null() if values.null_count else values
-        prefix = pa.scalar(kind.encode() + b"\x00", pa.binary())
-        messages = pc.binary_join_element_wise(prefix, valid.cast(pa.binary()), b"")
-        base = self._base
-
-        def mac(message: bytes) -> bytes:
-            h = base.copy()
-            h.update(message)
-            return h.finalize()
-
-        digests = np.frombuffer(b"".join(map(mac, messages.to_pylist())), dtype=np.uint8)
-        width = len(self.key_id) + 1 + _B32_CHARS
-        body = np.empty((len(valid), width), dtype=np.uint8)
-        body[:, :width - _B32_CHARS] = np.frombuffer(self.key_id.encode() + b":", dtype=np.uint8)
-        if len(valid):
-            truncated = digests.reshape(len(valid), -1)[:, :_DIGEST_BYTES]
-            body[:, width - _B32_CHARS:] = _base32_symbols(truncated).reshape(len(valid),
-                                                                              _B32_CHARS)
-        offsets = np.arange(len(valid) + 1, dtype=np.int32) * width
+        body = self._pseudonym_bytes(kind, valid)
+        offsets = np.arange(len(valid) + 1, dtype=np.int32) * body.shape[1]
         dense = pa.Array.from_buffers(pa.string(), len(valid),
                                       [None, pa.py_buffer(offsets), pa.py_buffer(body)])
         if not values.null_count:
@@ -179,6 +162,31 @@ class Pseudonymizer:
         is_valid = values.is_valid().to_numpy(zero_copy_only=False)
         position = np.cumsum(is_valid) - 1
         return dense.take(pa.array(position, mask=~is_valid))
+
+    def _pseudonym_bytes(self, kind: str, values: pa.Array) -> np.ndarray:
+        """The pseudonyms of non-null ``values`` as ASCII rows of one width (uint8 matrix).
+
+        Messages are built by Arrow; each needs one ``copy``/``update``/``finalize`` of the
+        reused HMAC (the Python floor); the 240-bit digests are base32-encoded together.
+        """
+        prefix = pa.scalar(kind.encode() + b"\x00", pa.binary())
+        messages = pc.binary_join_element_wise(prefix, values.cast(pa.binary()), b"")
+        base = self._base
+
+        def mac(message: bytes) -> bytes:
+            h = base.copy()
+            h.update(message)
+            return h.finalize()
+
+        n = len(values)
+        digests = np.frombuffer(b"".join(map(mac, messages.to_pylist())), dtype=np.uint8)
+        width = len(self.key_id) + 1 + _B32_CHARS
+        body = np.empty((n, width), dtype=np.uint8)
+        body[:, :width - _B32_CHARS] = np.frombuffer(self.key_id.encode() + b":", dtype=np.uint8)
+        if n:
+            truncated = digests.reshape(n, -1)[:, :_DIGEST_BYTES]
+            body[:, width - _B32_CHARS:] = _base32_symbols(truncated).reshape(n, _B32_CHARS)
+        return body
 
 
 _B32_ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz234567", dtype=np.uint8)
