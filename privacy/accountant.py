@@ -23,8 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
@@ -53,6 +52,7 @@ from privacy.ledger import (
     sha256_hex,
 )
 from privacy.signing import SigningKey
+from warehouse.db import write_transaction
 from warehouse.schema import ledger_entries, privacy_budgets, release_results
 
 log = logging.getLogger(__name__)
@@ -213,22 +213,7 @@ class Attempt:
     lost: int
 
 
-# --------------------------------------------------------------------------- transactions
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction that holds the write lock from its first statement on SQLite."""
-    with engine.connect() as conn:
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
-            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-        try:
-            with conn.begin():
-                yield conn
-        finally:
-            if sqlite:
-                conn.info.pop("sqlite_begin", None)
-
+# --------------------------------------------------------------------------- reads
 
 def read_budgets(conn: Connection) -> list[BudgetState]:
     """Every dataset's budget, with the number of charged releases."""

@@ -77,21 +77,18 @@ def existing_links(conn: Connection, pseudonyms: pl.Series) -> pl.DataFrame:
                     cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
                                    f"WHERE pseudonym IN ({marks})", batch)
                 rows.extend(cursor.fetchall())
-        elif postgres:
-            cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (pseudonym text) "
-                           "ON COMMIT DROP")
-            with cursor.copy("COPY isoloir_lookup (pseudonym) FROM STDIN") as copy:
-                copy.write("\n".join(values.to_list()) + "\n")
-            cursor.execute(f"SELECT l.pseudonym, l.person_id FROM isoloir_lookup t "
-                           f"JOIN {table} l ON l.pseudonym = t.pseudonym")
-            rows = cursor.fetchall()
-            cursor.execute("DROP TABLE isoloir_lookup")
-        else:
-            cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
-            cursor.execute("CREATE TEMP TABLE isoloir_lookup (pseudonym TEXT PRIMARY KEY) "
-                           "WITHOUT ROWID")
-            cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
-                               ((v,) for v in values.to_list()))
+        else:  # one join against a temporary table of this file's pseudonyms
+            if postgres:
+                cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (pseudonym text) "
+                               "ON COMMIT DROP")
+                with cursor.copy("COPY isoloir_lookup (pseudonym) FROM STDIN") as copy:
+                    copy.write("\n".join(values.to_list()) + "\n")
+            else:
+                cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
+                cursor.execute("CREATE TEMP TABLE isoloir_lookup (pseudonym TEXT PRIMARY KEY) "
+                               "WITHOUT ROWID")
+                cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
+                                   ((v,) for v in values.to_list()))
             cursor.execute(f"SELECT l.pseudonym, l.person_id FROM isoloir_lookup t "
                            f"JOIN {table} l ON l.pseudonym = t.pseudonym")
             rows = cursor.fetchall()
@@ -118,8 +115,8 @@ def index_identifiers(ids: pl.DataFrame | pl.LazyFrame | pd.DataFrame) -> Identi
     Sorted, so the smallest code of a component is its smallest pseudonym. A lazy frame (a
     parquet scan) is never held whole: only the long form is built.
     """
-    lazy = ids if isinstance(ids, pl.LazyFrame) else _as_polars(ids).lazy()
-    lazy = lazy.select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
+    frame = pl.from_pandas(ids[list(ID_COLUMNS)]) if isinstance(ids, pd.DataFrame) else ids
+    lazy = frame.lazy().select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
     long = (lazy.with_row_index("row")
             .unpivot(index="row", on=list(ID_COLUMNS), variable_name="column",
                      value_name="pseudonym")
@@ -218,16 +215,6 @@ def resolve_index(index: IdentifierIndex, known: pl.DataFrame | Mapping[str, str
 
 def _kind() -> pl.Expr:
     return pl.col("column").cast(pl.String).replace_strict(_KIND_OF).alias("kind")
-
-
-def _as_polars(ids: pl.DataFrame | pd.DataFrame) -> pl.DataFrame:
-    if isinstance(ids, pl.DataFrame):
-        frame = ids
-    else:
-        frame = pl.DataFrame({c: pl.Series(c, [v if isinstance(v, str) else None
-                                               for v in ids[c].tolist()], dtype=pl.String)
-                              for c in ID_COLUMNS})
-    return frame.select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
 
 
 def _known_frame(known: pl.DataFrame | Mapping[str, str]) -> pl.DataFrame:

@@ -102,7 +102,7 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
     rejection never follows a partial stage. Chunks of ``chunk_rows`` rows are staged on
     ``processes`` processes (defaults: ``settings.chunk_rows``, ``settings.ingest_processes``).
     """
-    from privacy.staging import StageJob, stage_file
+    from privacy.staging import ChunkStats, StageJob, stage_file
     from transforms.read import detect_profile, plan_read, sha256_file, sniff_dialect
 
     profile = detect_profile(path, source)
@@ -113,18 +113,16 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
     out = work / f"{sha}.{profile.kind}.parquet"
     job = StageJob(plan=plan, keyring=keyring, dataset=dataset, file_sha256=sha,
                    objections=objections, parts_dir=work / f"{sha}.parts")
-    chunks = stage_file(job, out, progress=progress,
-                        processes=settings.ingest_processes if processes is None else processes)
-    total = {name: sum(getattr(c, name) for c in chunks) for name in (
-        "rows", "staged", "excluded_no_basis", "excluded_objection", "unplaced", "bad_email",
-        "bad_phone")}
+    total = ChunkStats.total(stage_file(
+        job, out, progress=progress,
+        processes=settings.ingest_processes if processes is None else processes))
     prepared = PreparedFile(
         file_name=path.name, sha256=sha, source=profile.name, kind=profile.kind,
         staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id,
-        rows_read=total["rows"], rows_staged=total["staged"],
-        rows_excluded_no_basis=total["excluded_no_basis"],
-        rows_excluded_objection=total["excluded_objection"], rows_unplaced=total["unplaced"],
-        bad_email=total["bad_email"], bad_phone=total["bad_phone"])
+        rows_read=total.rows, rows_staged=total.staged,
+        rows_excluded_no_basis=total.excluded_no_basis,
+        rows_excluded_objection=total.excluded_objection, rows_unplaced=total.unplaced,
+        bad_email=total.bad_email, bad_phone=total.bad_phone)
     log.info("prepared %s (%s): %d rows read, %d staged, %d excluded, %d unplaced",
              path.name, profile.name, prepared.rows_read, prepared.rows_staged,
              prepared.rows_excluded_no_basis + prepared.rows_excluded_objection,

@@ -19,7 +19,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import repeat
 from multiprocessing import current_process, get_context
 from pathlib import Path
@@ -57,6 +57,11 @@ class ChunkStats:
     unplaced: int
     bad_email: int
     bad_phone: int
+
+    @classmethod
+    def total(cls, chunks: list[ChunkStats]) -> ChunkStats:
+        """The file's counts: the sum over its chunks."""
+        return cls(*(sum(getattr(c, f.name) for c in chunks) for f in fields(cls)))
 
 
 def stage_chunk(job: StageJob, k: int) -> ChunkStats:
@@ -97,23 +102,19 @@ def stage_file(job: StageJob, out: Path, *, processes: int = 1,
             log.info("staging %s: %d chunks in this process (a daemonic worker process "
                      "cannot start staging processes)", job.plan.path.name, chunks)
             workers = 1
-        if workers <= 1:
-            for k in range(chunks):
-                stats.append(stage_chunk(job, k))
-                if progress is not None:
-                    progress(stats[-1].rows)
-        else:
+        pool = None
+        if workers > 1:
             log.info("staging %s: %d chunks on %d processes", job.plan.path.name, chunks,
                      workers)
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                try:
-                    for result in pool.map(stage_chunk, repeat(job), range(chunks)):
-                        stats.append(result)
-                        if progress is not None:
-                            progress(result.rows)
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        try:
+            for result in (pool.map if pool else map)(stage_chunk, repeat(job), range(chunks)):
+                stats.append(result)
+                if progress is not None:
+                    progress(result.rows)
+        finally:
+            if pool is not None:  # after an error, chunks not yet started never start
+                pool.shutdown(wait=True, cancel_futures=True)
         _merge_parts([_part_path(job.parts_dir, k) for k in range(chunks)], out)
     except BaseException:
         out.unlink(missing_ok=True)

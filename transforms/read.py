@@ -591,12 +591,16 @@ def validate_whole_file(path: Path, profile: SourceProfile, dialect: FileDialect
     field sizes. Raises :class:`InputFileError` naming the file, the line and the rule.
     """
     columns = _checked_columns(path, profile, dialect)
-    scan = _scan(path, dialect, len(columns))
+    scan = _require_data(path, _scan(path, dialect, len(columns)))
+    log.debug("%s: %d data rows, well-formed (%s)", path.name, scan.data_rows, profile.name)
+    return scan.data_rows
+
+
+def _require_data(path: Path, scan: _Scan) -> _Scan:
     if scan.data_rows == 0:
         raise InputFileError(path.name, "header_only", "a header and no data row",
                              row=scan.header_line)
-    log.debug("%s: %d data rows, well-formed (%s)", path.name, scan.data_rows, profile.name)
-    return scan.data_rows
+    return scan
 
 
 def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -> list[str]:
@@ -647,10 +651,6 @@ class ReadPlan:
     def chunks(self) -> int:
         return len(self.bounds) - 1
 
-    @property
-    def data_rows(self) -> int:
-        return self.scan.data_rows
-
 
 def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
               chunk_rows: int = 200_000, *, reference_date: date | None = None,
@@ -665,9 +665,9 @@ def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = 
     dialect = dialect or sniff_dialect(path, profile)
     columns = _checked_columns(path, profile, dialect)
     scan = _scan(path, dialect, len(columns), full=validate, chunk_rows=chunk_rows)
-    if validate and scan.data_rows == 0:
-        raise InputFileError(path.name, "header_only", "a header and no data row",
-                             row=scan.header_line)
+    if validate:
+        _require_data(path, scan)
+    bounds = (*scan.chunk_starts, path.stat().st_size)
     names = _unique_names(columns)
     mapping = dict(profile.fields)
     if profile.lawful_basis == "consent_column" and profile.consent_column:
@@ -679,23 +679,21 @@ def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = 
         attrs["reference_date"] = reference_date
     elif profile.kind == "people" and "created_at" in mapping and \
             mapping["created_at"] in present:
-        attrs["reference_date"] = _newest_date(path, dialect, names, scan,
+        attrs["reference_date"] = _newest_date(path, dialect, names, scan, bounds, chunk_rows,
                                                present[mapping["created_at"]],
-                                               profile.date_format, chunk_rows)
+                                               profile.date_format)
     return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
                     names=tuple(names), include=tuple(include), mapping=mapping,
-                    present=present, scan=scan,
-                    bounds=(*scan.chunk_starts, path.stat().st_size), attrs=attrs)
+                    present=present, scan=scan, bounds=bounds, attrs=attrs)
 
 
 def read_chunk(plan: ReadPlan, k: int) -> pd.DataFrame:
     """Chunk ``k`` of a planned file (see :func:`read_chunks` for the frame's shape)."""
-    first = k * plan.chunk_rows
-    expected = min(plan.chunk_rows, plan.scan.data_rows - first)
     with plan.path.open("rb") as handle:
-        table = _parse_slice(handle, plan.bounds[k], plan.bounds[k + 1], plan.dialect,
-                             list(plan.names), list(plan.include), plan.scan, expected)
-    return _frame(table, plan.mapping, plan.present, plan.scan, first, plan.attrs)
+        table = _parse_chunk(handle, k, plan.bounds, plan.chunk_rows, plan.dialect,
+                             list(plan.names), list(plan.include), plan.scan)
+    return _frame(table, plan.mapping, plan.present, plan.scan, k * plan.chunk_rows,
+                  plan.attrs)
 
 
 def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
@@ -729,6 +727,15 @@ def _unique_names(columns: list[str]) -> list[str]:
             seen[label] = 0
         out.append(label)
     return out
+
+
+def _parse_chunk(handle: BinaryIO, k: int, bounds: tuple[int, ...], chunk_rows: int,
+                 dialect: FileDialect, names: list[str], include: list[str],
+                 scan: _Scan) -> pa.Table:
+    """Chunk ``k``: the records between ``bounds[k]`` and ``bounds[k + 1]``."""
+    expected = min(chunk_rows, scan.data_rows - k * chunk_rows)
+    return _parse_slice(handle, bounds[k], bounds[k + 1], dialect, names, include, scan,
+                        expected)
 
 
 def _parse_slice(handle: BinaryIO, start: int, end: int, dialect: FileDialect,
@@ -788,18 +795,16 @@ def _frame(table: pa.Table, mapping: Mapping[str, str], present: Mapping[str, st
     return frame
 
 
-def _newest_date(path: Path, dialect: FileDialect, names: list[str], scan: _Scan, column: str,
-                 date_format: str, chunk_rows: int) -> date | None:
+def _newest_date(path: Path, dialect: FileDialect, names: list[str], scan: _Scan,
+                 bounds: tuple[int, ...], chunk_rows: int, column: str,
+                 date_format: str) -> date | None:
     """The newest parseable date of one column (a people file's reference date)."""
     from transforms.normalize import parse_dates
 
     newest: date | None = None
-    bounds = [*scan.chunk_starts, path.stat().st_size]
     with path.open("rb") as handle:
         for k in range(len(bounds) - 1):
-            expected = min(chunk_rows, scan.data_rows - k * chunk_rows)
-            table = _parse_slice(handle, bounds[k], bounds[k + 1], dialect, names, [column],
-                                 scan, expected)
+            table = _parse_chunk(handle, k, bounds, chunk_rows, dialect, names, [column], scan)
             values = table.column(0).combine_chunks().unique()
             found = pc.max(parse_dates(values, date_format)).as_py()
             if found is not None and (newest is None or found > newest):

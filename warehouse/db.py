@@ -7,8 +7,10 @@ PostgreSQL gets psycopg 3. ``ensure_schema`` is idempotent and checks the schema
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.engine import make_url
 
 from core.errors import IsoloirError
@@ -29,7 +31,7 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let BEGIN be issued explicitly (BEGIN IMMEDIATE for the accountant).
+        # Let BEGIN be issued explicitly (BEGIN IMMEDIATE in write_transaction).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(parsed, pool_pre_ping=True)
@@ -51,6 +53,26 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     mode = conn.info.get("sqlite_begin", "BEGIN")
     conn.exec_driver_sql(mode)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction that holds SQLite's write lock from its first statement on.
+
+    A plain BEGIN takes the lock only at the first write, so two writers that both read
+    first would deadlock or fail; BEGIN IMMEDIATE makes the second one wait. PostgreSQL
+    callers add the row or advisory locks they need.
+    """
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if sqlite:
+                conn.info.pop("sqlite_begin", None)
 
 
 def ensure_schema(engine: Engine) -> int:

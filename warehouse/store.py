@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from warehouse.db import write_transaction
 from warehouse.schema import (
     contacts,
     donations,
@@ -55,17 +56,10 @@ def load_transaction(engine: Engine) -> Iterator[Connection]:
     same identifier link and one would fail on the unique key. PostgreSQL: a transaction-level
     advisory lock (only loads queue; readers do not). SQLite: BEGIN IMMEDIATE.
     """
-    with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        if sqlite:
-            conn.info["sqlite_begin"] = "BEGIN IMMEDIATE"
-        try:
-            with conn.begin():
-                if not sqlite:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOAD_LOCK_KEY})")
-                yield conn
-        finally:
-            conn.info.pop("sqlite_begin", None)
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOAD_LOCK_KEY})")
+        yield conn
 
 
 def already_loaded(conn: Connection, sha256: str) -> Mapping[str, Any] | None:
