@@ -34,9 +34,10 @@ test: install lint typecheck
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
-	$(VENV)/bin/mypy core transforms privacy warehouse expectations reports cli $(wildcard dags/*.py)
+	$(VENV)/bin/mypy core transforms privacy warehouse expectations reports pipeline cli $(wildcard dags/*.py)
 
 ## lock: re-resolve the pins after editing pyproject.toml
 lock:

@@ -73,7 +73,7 @@ def bench_hmac(n: int = 1_000_000) -> None:
 def child(export: str, url: str) -> None:
     """Runs in a child process: ingest one file, print JSON figures."""
     from core.settings import load_settings
-    from privacy.ingest import load_prepared, prepare_file
+    from pipeline.ingest import load_prepared, prepare_file
     from privacy.keys import load_keyring
     from warehouse.db import ensure_schema, make_engine
 
@@ -167,8 +167,8 @@ def validations(export: Path, prepared, settings) -> dict[str, float]:  # type: 
     import great_expectations  # noqa: F401  (import cost is paid once per worker, not per file)
 
     from expectations.validate import validate_pseudonymized, validate_raw
-    from privacy.ingest import read_staged
-    from privacy.tasks import _read_header, _validation_batches
+    from pipeline.ingest import read_staged
+    from pipeline.tasks import _read_header, _validation_batches
     from transforms.read import detect_profile, read_chunks, sniff_dialect
 
     profile = detect_profile(export)

@@ -68,7 +68,7 @@ def _private(path: Path, label: str) -> Check | None:
 
 def check_master_key(settings: Settings, environ: Mapping[str, str] | None = None) -> Check:
     """The master key: from ISOLOIR_MASTER_KEY, or a key file with mode 0600 that parses."""
-    from privacy.keys import load_keyring
+    from pipeline.connections import load_master_keyring
 
     env = os.environ if environ is None else environ
     label = "master key"
@@ -89,7 +89,7 @@ def check_master_key(settings: Settings, environ: Mapping[str, str] | None = Non
         return Check(label, "fail", f"no master key: set {ENV_KEY_FILE} (create one with "
                                     f"`isoloir keys init`) or {ENV_MASTER_KEY}")
     try:
-        ring = load_keyring(settings, env)
+        ring = load_master_keyring(settings, env)
     except IsoloirError as err:  # KeyMaterialError: names the file or variable, never bytes
         return Check(label, "fail", str(err))
     return Check(label, "ok", f"{source}; key ids {', '.join(ring.key_ids)} "

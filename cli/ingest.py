@@ -40,10 +40,10 @@ def ingest(
     failures: list[dict[str, object]] = []
     with handled_errors(as_json):
         from cli.runtime import warehouse_engine
-        from privacy.ingest import ingest_file
-        from privacy.keys import load_keyring
+        from pipeline.connections import load_master_keyring
+        from pipeline.ingest import ingest_file
 
-        keyring = load_keyring(settings)  # before any row is read
+        keyring = load_master_keyring(settings)  # before any row is read
         engine = warehouse_engine(settings)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, disable=as_json,

@@ -89,10 +89,10 @@ def show(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")]
     """Show which keys are configured: key ids and file locations, never key material."""
     settings = settings_or_exit()
     with handled_errors(as_json):
-        from privacy.keys import load_keyring
+        from pipeline.connections import load_master_keyring
         from privacy.signing import load_verify_key, public_key_path
 
-        ring = load_keyring(settings)
+        ring = load_master_keyring(settings)
         payload: dict[str, object] = {"master_key_ids": list(ring.key_ids),
                                       "current_master_key_id": ring.current.key_id}
         try:

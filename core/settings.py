@@ -41,7 +41,7 @@ class Settings:
     plan_file: Path | None = None
     log_level: str = "INFO"
     retain_raw: bool = False
-    ingest_processes: int = 1  # processes that stage one file's chunks (see privacy/staging.py)
+    ingest_processes: int = 1  # processes that stage one file's chunks (see pipeline/staging.py)
     chunk_rows: int = 200_000  # rows read, normalized and pseudonymized at a time
     extra: Mapping[str, str] = field(default_factory=dict)
 

@@ -1,6 +1,6 @@
 """Isoloir ingestion: landing/ → validated, pseudonymized rows in the secure warehouse.
 
-Wiring only: every task body is a plain function of ``privacy.tasks``. No database access,
+Wiring only: every task body is a plain function of ``pipeline.tasks``. No database access,
 no Variables and no heavy imports at parse time.
 """
 
@@ -59,7 +59,7 @@ def _skip_unless_valid(previous: dict[str, Any]) -> None:
 def isoloir_ingest() -> None:
     @task(doc_md="Lists export files waiting in landing/ (paths only).")
     def list_files() -> list[str]:
-        from privacy.tasks import list_landing_files, task_settings
+        from pipeline.tasks import list_landing_files, task_settings
 
         return list_landing_files(task_settings(), min_age_seconds=float(
             os.environ.get("ISOLOIR_LANDING_MIN_AGE_SECONDS", "0")))
@@ -68,33 +68,33 @@ def isoloir_ingest() -> None:
     def per_file(path: str) -> Any:
         @task(doc_md="Raw suite (GX). A failing file is quarantined, not loaded.")
         def validate_raw(path: str) -> dict[str, Any]:
-            from privacy.tasks import task_settings, validate_raw_file
+            from pipeline.tasks import task_settings, validate_raw_file
 
             return validate_raw_file(path, task_settings())
 
         @task(doc_md="Normalizes and pseudonymizes into the secure staging area.")
         def pseudonymize(checked: dict[str, Any]) -> dict[str, Any]:
             _skip_unless_valid(checked)
-            from privacy.tasks import pseudonymize_file, task_settings
+            from pipeline.tasks import pseudonymize_file, task_settings
 
             return pseudonymize_file(checked, task_settings())
 
         @task(doc_md="Pseudonymized suite (GX): no identifier pattern, allow-listed columns only.")
         def validate_pseudonymized(prepared: dict[str, Any]) -> dict[str, Any]:
-            from privacy.tasks import task_settings, validate_staged_file
+            from pipeline.tasks import task_settings, validate_staged_file
 
             return validate_staged_file(prepared, task_settings())
 
         @task(doc_md="Loads one file in one transaction, keyed by its SHA-256 (retry-safe).")
         def load(prepared: dict[str, Any]) -> dict[str, Any]:
             _skip_unless_valid(prepared)
-            from privacy.tasks import load_file, task_settings
+            from pipeline.tasks import load_file, task_settings
 
             return load_file(prepared, task_settings())
 
         @task(doc_md="Deletes the raw export from landing/ (or keeps it if ISOLOIR_RETAIN_RAW).")
         def remove_raw(loaded: dict[str, Any]) -> dict[str, Any]:
-            from privacy.tasks import remove_raw_file, task_settings
+            from pipeline.tasks import remove_raw_file, task_settings
 
             return remove_raw_file(loaded, task_settings())
 
@@ -103,7 +103,7 @@ def isoloir_ingest() -> None:
     @task(outlets=[WAREHOUSE], trigger_rule="none_failed",
           doc_md="Run summary; emits isoloir://warehouse only if a file loaded.")
     def announce(results: list[dict[str, Any]] | None) -> dict[str, Any]:
-        from privacy.tasks import summarize_ingest
+        from pipeline.tasks import summarize_ingest
 
         summary = summarize_ingest(results)
         if summary["files_loaded"] == 0:

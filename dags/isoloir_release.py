@@ -1,6 +1,6 @@
 """Isoloir release: DP aggregates from the warehouse, charged to the privacy ledger, then reports.
 
-Wiring only: every task body is a plain function of ``privacy.tasks``.
+Wiring only: every task body is a plain function of ``pipeline.tasks``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def isoloir_release() -> None:
     @task(doc_md="Charges and runs every query of the plan; writes published/ (DP outputs only). "
           "The release ids derive from the run id, or from `run_key` in the run's conf.")
     def release(**context: Any) -> dict[str, Any]:
-        from privacy.tasks import release_plan, task_settings
+        from pipeline.tasks import release_plan, task_settings
 
         conf = getattr(context.get("dag_run"), "conf", None) or {}
         run_key = str(conf.get("run_key") or context["run_id"])
@@ -63,19 +63,19 @@ def isoloir_release() -> None:
 
     @task(doc_md="Published suite (GX): accuracy columns, public keys only, counts ≥ 0.")
     def validate_published(summary: dict[str, Any]) -> dict[str, Any]:
-        from privacy.tasks import task_settings, validate_published_files
+        from pipeline.tasks import task_settings, validate_published_files
 
         return validate_published_files(summary, task_settings())
 
     @task(doc_md="Renders the strategist and auditor HTML reports.")
     def reports(summary: dict[str, Any]) -> dict[str, Any]:
-        from privacy.tasks import render_reports, task_settings
+        from pipeline.tasks import render_reports, task_settings
 
         return render_reports(summary, task_settings())
 
     @task(outlets=[PUBLISHED], doc_md="Recomputes the ledger chain, signatures and file hashes.")
     def audit_verify(summary: dict[str, Any]) -> dict[str, Any]:
-        from privacy.tasks import task_settings, verify_ledger
+        from pipeline.tasks import task_settings, verify_ledger
 
         return verify_ledger(summary, task_settings())
 

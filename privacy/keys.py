@@ -8,9 +8,11 @@ hash of an identifier exists anywhere in Isoloir. Why per purpose: two datasets,
 versions, yield unlinkable pseudonyms. Why the key id in the pseudonym: rotation is designed
 in; a pseudonym says which key made it.
 
-The master key comes, in this order, from the Airflow connection/secret ``isoloir_master_key``
-(its password, base64), ``ISOLOIR_MASTER_KEY`` (base64), or ``ISOLOIR_KEY_FILE``. Key objects
-never show their bytes: not in ``repr``, logs, exceptions or XCom.
+The master key comes, in this order, from a secret held by the orchestrator (the Airflow
+connection ``isoloir_master_key``, looked up by :mod:`pipeline.connections` and handed in as
+``secret``), ``ISOLOIR_MASTER_KEY`` (base64), or ``ISOLOIR_KEY_FILE``. This module never asks
+Airflow itself: privacy primitives do not know who schedules them. Key objects never show
+their bytes: not in ``repr``, logs, exceptions or XCom.
 
 >>> ring = Keyring.from_bytes({1: bytes(range(32))})
 >>> p = ring.pseudonymizer("campaign", "identity")
@@ -44,7 +46,7 @@ from core.settings import ENV_KEY_FILE, ENV_MASTER_KEY, Settings
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 32
-AIRFLOW_CONN_ID = "isoloir_master_key"
+MASTER_KEY_CONN_ID = "isoloir_master_key"  # the orchestrator secret that may hold the key
 _DIGEST_BYTES = 30  # 240 bits: a multiple of 5 bytes, so base32 needs no padding (48 chars)
 _B32_CHARS = _DIGEST_BYTES * 8 // 5
 PSEUDONYM_RE = re.compile(r"^k[0-9]+:[a-z2-7]{48}$")
@@ -213,32 +215,34 @@ def _base32_symbols(data: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ loading the master key
 
-def load_keyring(settings: Settings, environ: Mapping[str, str] | None = None) -> Keyring:
-    """Find the master key (Airflow secret, then env, then key file) or stop with a clear error.
+def load_keyring(settings: Settings, environ: Mapping[str, str] | None = None, *,
+                 secret: str | None = None) -> Keyring:
+    """Find the master key (orchestrator secret, then env, then key file) or stop with a clear error.
 
-    Called before any row is read, so a missing or malformed key never leaves work half done.
+    ``secret`` is the password of the Airflow connection ``isoloir_master_key`` when the caller
+    found one; it wins because a production worker holds the key there. Called before any row
+    is read, so a missing or malformed key never leaves work half done.
     """
     env = os.environ if environ is None else environ
-    from_airflow = _from_airflow(env)
-    if from_airflow is not None:
-        return from_airflow
+    if secret is not None and secret.strip():
+        return _parse_env_value(secret.strip(), MASTER_KEY_CONN_ID)
     raw = env.get(ENV_MASTER_KEY, "").strip()
     if raw:
-        return _parse_env_value(raw)
+        return _parse_env_value(raw, ENV_MASTER_KEY)
     if settings.key_file is not None:
         return read_key_file(settings.key_file)
     raise KeyMaterialError(
         f"no master key: set {ENV_KEY_FILE} to a key file (create one with `isoloir keys init`), "
         f"or {ENV_MASTER_KEY} to a base64-encoded 32-byte key, or define the Airflow connection "
-        f"{AIRFLOW_CONN_ID!r}")
+        f"{MASTER_KEY_CONN_ID!r}")
 
 
-def _parse_env_value(raw: str) -> Keyring:
+def _parse_env_value(raw: str, where: str) -> Keyring:
     version = 1
     m = re.match(r"^k([0-9]+):(.+)$", raw)
     if m:
         version, raw = int(m.group(1)), m.group(2)
-    return Keyring.from_bytes({version: _b64_key(raw, ENV_MASTER_KEY)})
+    return Keyring.from_bytes({version: _b64_key(raw, where)})
 
 
 def _b64_key(text: str, where: str) -> bytes:
@@ -249,23 +253,6 @@ def _b64_key(text: str, where: str) -> bytes:
     if len(material) != KEY_BYTES:
         raise KeyMaterialError(f"{where}: the master key must decode to {KEY_BYTES} bytes")
     return material
-
-
-def _from_airflow(env: Mapping[str, str]) -> Keyring | None:
-    """Inside an Airflow task, ask the secrets backend; elsewhere, do not touch Airflow."""
-    if not env.get("AIRFLOW_CTX_DAG_ID") and not env.get(f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}"):
-        return None
-    try:
-        from airflow.sdk import Connection
-
-        conn = Connection.get(AIRFLOW_CONN_ID)
-    except Exception:  # not defined there: fall through to env / file  # noqa: BLE001
-        log.debug("no Airflow connection %s; using environment or key file", AIRFLOW_CONN_ID)
-        return None
-    secret = (conn.password or "").strip()
-    if not secret:
-        return None
-    return _parse_env_value(secret)
 
 
 def read_key_file(path: Path) -> Keyring:

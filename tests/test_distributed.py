@@ -93,7 +93,7 @@ def _warehouse_counts(url: str) -> dict[str, int]:
 
 def _sequential_reference(files: list[Path], env: dict[str, str], home: Path) -> dict[str, int]:
     """What one process ingesting the same files one after the other puts in a warehouse."""
-    from privacy.ingest import ingest_file
+    from pipeline.ingest import ingest_file
     from privacy.keys import load_keyring
 
     settings = load_settings(env | {"ISOLOIR_HOME": str(home),

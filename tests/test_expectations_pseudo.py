@@ -78,7 +78,7 @@ def test_clean_staged_frames_pass_fast_path_and_gx(kind: str, settings: Settings
 
 def test_what_the_real_pipeline_stages_passes(settings: Settings) -> None:
     """A synthetic campaign, read, normalized and pseudonymized by the real code, passes."""
-    from privacy.ingest import prepare_file, read_staged
+    from pipeline.ingest import prepare_file, read_staged
     from transforms.synth import SynthConfig, generate_campaign
 
     manifest = generate_campaign(SynthConfig(people=200, seed=11), settings.work / "synth")

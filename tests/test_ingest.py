@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import MetaData, func, select
 
 from core.settings import load_settings
-from privacy.ingest import ingest_file
+from pipeline.ingest import ingest_file
 from privacy.keys import load_keyring
 from tests.helpers import exports
 from warehouse import store

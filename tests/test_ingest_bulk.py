@@ -16,8 +16,8 @@ from sqlalchemy import MetaData, inspect, select
 
 from core.errors import InputFileError
 from core.settings import load_settings
+from pipeline.ingest import ingest_file, prepare_file
 from privacy import identity
-from privacy.ingest import ingest_file, prepare_file
 from privacy.keys import load_keyring
 from transforms.synth import SynthConfig, generate_campaign
 from warehouse import store
@@ -161,7 +161,7 @@ def test_a_daemonic_process_stages_in_itself(isoloir_home: Path, campaign: Path,
     keyring = load_keyring(settings)
     monkeypatch.setattr(multiprocessing.current_process(), "_config",
                         dict(multiprocessing.current_process()._config, daemon=True))
-    with caplog.at_level("INFO", logger="privacy.staging"):
+    with caplog.at_level("INFO", logger="pipeline.staging"):
         staged = prepare_file(campaign / "nationbuilder_people.csv", settings, keyring,
                               chunk_rows=200, processes=2)
     assert staged.rows_staged > 1_000

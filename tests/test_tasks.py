@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from core.settings import load_settings
-from privacy import tasks
+from pipeline import tasks
 from tests.helpers import exports
 
 

@@ -44,9 +44,9 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 NEVER = "0 0 29 2 *"  # a cron schedule whose last and next dates are outside the test
 # What the ingestion task bodies import. Preloaded by each worker (see ``preload``), it is
 # inherited by the task processes the worker forks: GX alone costs seconds of CPU per import.
-INGEST_TASK_MODULES = ("privacy.tasks", "transforms.read", "expectations.validate",
+INGEST_TASK_MODULES = ("pipeline.tasks", "transforms.read", "expectations.validate",
                        "expectations.gx_custom", "expectations.gx_run", "expectations.context",
-                       "privacy.ingest", "warehouse.store")
+                       "pipeline.ingest", "warehouse.store")
 
 
 def worker_hostname() -> str:

@@ -1,7 +1,7 @@
 """Run one DAG in-process with dag.test(), making a task body fail ONCE after it did its work.
 
 Usage: python -m tests.helpers.fault_runner DAG_ID TASK_FUNCTION MARKER_FILE [--conf JSON]
-The wrapped function of ``privacy.tasks`` runs, then raises the first time (the marker file
+The wrapped function of ``pipeline.tasks`` runs, then raises the first time (the marker file
 records that it already failed), so Airflow's retry runs it again on top of its own effects.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 def main(argv: list[str]) -> int:
     dag_id, target, marker = argv[0], argv[1], Path(argv[2])
-    import privacy.tasks as tasks
+    import pipeline.tasks as tasks
 
     original = getattr(tasks, target)
 

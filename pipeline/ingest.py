@@ -102,7 +102,7 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
     rejection never follows a partial stage. Chunks of ``chunk_rows`` rows are staged on
     ``processes`` processes (defaults: ``settings.chunk_rows``, ``settings.ingest_processes``).
     """
-    from privacy.staging import ChunkStats, StageJob, stage_file
+    from pipeline.staging import ChunkStats, StageJob, stage_file
     from transforms.read import detect_profile, plan_read, sha256_file, sniff_dialect
 
     profile = detect_profile(path, source)

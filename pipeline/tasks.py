@@ -21,7 +21,6 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-WAREHOUSE_CONN_ID = "isoloir_warehouse"
 LANDING_SUFFIXES = (".csv", ".tsv", ".txt")
 QUARANTINED = "quarantined"
 VALID = "valid"
@@ -29,25 +28,14 @@ VALID = "valid"
 
 def task_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings for a task: the warehouse comes from the Airflow connection when one exists."""
+    from pipeline.connections import warehouse_url_from_airflow
+
     settings = load_settings(environ)
-    url = _warehouse_from_airflow(os.environ if environ is None else environ)
+    url = warehouse_url_from_airflow(os.environ if environ is None else environ)
     if url:
         settings = replace(settings, warehouse_url=url)
     settings.ensure_dirs()
     return settings
-
-
-def _warehouse_from_airflow(env: Mapping[str, str]) -> str | None:
-    if not env.get("AIRFLOW_CTX_DAG_ID") and not env.get(f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}"):
-        return None
-    try:
-        from airflow.sdk import Connection
-
-        conn = Connection.get(WAREHOUSE_CONN_ID)
-    except Exception:  # no such connection: the settings decide  # noqa: BLE001
-        return None
-    uri = conn.get_uri()
-    return uri.replace("postgres://", "postgresql://", 1) if uri else None
 
 
 # ------------------------------------------------------------------------ ingestion
@@ -177,12 +165,12 @@ def _already_loaded(settings: Settings, sha: str) -> bool:
 
 def pseudonymize_file(checked: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """Normalize and pseudonymize a validated file into the secure staging area."""
-    from privacy.ingest import prepare_file
-    from privacy.keys import load_keyring
+    from pipeline.connections import load_master_keyring
+    from pipeline.ingest import prepare_file
     from warehouse import store
     from warehouse.db import make_engine
 
-    keyring = load_keyring(settings)
+    keyring = load_master_keyring(settings)
     with make_engine(settings.warehouse_url).connect() as conn:
         objections = store.objection_pseudonyms(conn)
     prepared = prepare_file(Path(checked["path"]), settings, keyring,
@@ -193,7 +181,7 @@ def pseudonymize_file(checked: Mapping[str, Any], settings: Settings) -> dict[st
 def validate_staged_file(prepared: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
     """Run the pseudonymized suite on the staged rows; on failure quarantine the raw file."""
     from expectations.validate import quarantine_file, validate_pseudonymized
-    from privacy.ingest import PreparedFile, read_staged
+    from pipeline.ingest import PreparedFile, read_staged
 
     info = PreparedFile.from_dict({k: v for k, v in prepared.items()
                                    if k in PreparedFile.__dataclass_fields__})
@@ -212,8 +200,8 @@ def validate_staged_file(prepared: Mapping[str, Any], settings: Settings) -> dic
 def load_file(prepared: Mapping[str, Any], settings: Settings, *,
               now: datetime | None = None) -> dict[str, Any]:
     """Load the staged rows in one transaction (a retry of a loaded file is a no-op)."""
-    from privacy.ingest import PreparedFile, load_prepared
-    from privacy.keys import load_keyring
+    from pipeline.connections import load_master_keyring
+    from pipeline.ingest import PreparedFile, load_prepared
     from warehouse.db import ensure_schema, make_engine
 
     info = PreparedFile.from_dict({k: v for k, v in prepared.items()
@@ -227,7 +215,7 @@ def load_file(prepared: Mapping[str, Any], settings: Settings, *,
             if store.already_loaded(conn, info.sha256) is None:
                 raise FileNotFoundError(f"staged rows of {info.file_name} are gone; "
                                         "clear the task to prepare the file again")
-    result = load_prepared(info, engine, load_keyring(settings), now=now,
+    result = load_prepared(info, engine, load_master_keyring(settings), now=now,
                            warnings={"rules": list(prepared.get("warnings", []))})
     return result.to_dict() | {"path": prepared["path"]}
 
