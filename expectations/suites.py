@@ -134,16 +134,28 @@ def raw_suite(profile: SourceProfile, header: Collection[str], *,
 # ----------------------------------------------------------------------------- pseudonymized
 
 #: Columns of a staged frame (``privacy.pseudonymize``) that the warehouse tables do not have:
-#: identifier pseudonyms used for identity resolution, and the row pseudonym.
+#: identifier pseudonyms used for identity resolution, the event's keyed natural key, the
+#: row fingerprint, the withdrawal flag and (people) the source's ``updated_at``. The same
+#: pseudonyms under older key versions come as ``<column>__k<n>`` (see ``staged_version_column``).
 STAGING_COLUMNS: Mapping[str, tuple[str, ...]] = {
-    "people": ("id_source", "id_email", "id_phone", "id_phone2"),
-    "contacts": ("id_source", "id_email", "id_phone", "id_phone2", "row_id"),
-    "donations": ("id_source", "id_email", "id_phone", "id_phone2", "row_id"),
+    "people": ("id_source", "id_email", "id_phone", "id_phone2", "fingerprint", "withdrawn",
+               "updated_at"),
+    "contacts": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn"),
+    "donations": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn"),
 }
 KIND_TABLES: Mapping[str, str] = {"people": "persons", "contacts": "contacts",
                                   "donations": "donations"}
 PSEUDONYM_COLUMNS = frozenset({"person_id", "contact_id", "donation_id", "canvasser_id",
-                               "row_id", "id_source", "id_email", "id_phone", "id_phone2"})
+                               "id_source", "id_email", "id_phone", "id_phone2", "event_key",
+                               "fingerprint"})
+_VERSIONED = re.compile(r"^(id_source|id_email|id_phone|id_phone2|event_key)__k[0-9]{1,6}$")
+
+
+def staged_version_column(column: str) -> bool:
+    """A staged column of pseudonyms under an older key version (``id_email__k1``)."""
+    return _VERSIONED.match(column) is not None
+
+
 _SHAPES: Mapping[str, tuple[str, str]] = {
     # column -> (rule name, anchored regex) for generalized columns without a code list
     "week": ("week_format", patterns.ISO_WEEK),
@@ -154,6 +166,7 @@ _SHAPES: Mapping[str, tuple[str, str]] = {
     "first_file": ("sha256_format", patterns.SHA256_HEX),
     "last_file": ("sha256_format", patterns.SHA256_HEX),
     "source": ("source_name_format", patterns.SLUG),
+    "updated_at": ("timestamp_format", r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"),
 }
 
 
@@ -187,7 +200,7 @@ def pseudonymized_suite(kind: str, columns: Sequence[str]) -> Suite:
     Every column of the frame is scanned for leaks, including columns outside the allow-list
     (which fail ``columns_allowed`` anyway): the report then says what leaked.
     """
-    allowed = allowed_columns(kind)
+    allowed = allowed_columns(kind) + tuple(c for c in columns if staged_version_column(c))
     rules: list[Rule] = [
         Rule("at_least_one_row", "row_count_min", min_value=1, blocking=False,
              note="Every row may have been excluded (no lawful basis, objections)."),
@@ -198,7 +211,7 @@ def pseudonymized_suite(kind: str, columns: Sequence[str]) -> Suite:
     for column in columns:
         skip_regex: str | None = None
         skip_codes: str | None = None
-        if column in PSEUDONYM_COLUMNS:
+        if column in PSEUDONYM_COLUMNS or staged_version_column(column):
             rules.append(Rule("pseudonym_format", "match_regex", column=column,
                               regex=patterns.PSEUDONYM,
                               note="k<key id, up to 6 digits>:<lowercase base32>, as privacy.keys writes it."))

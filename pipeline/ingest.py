@@ -26,11 +26,11 @@ from sqlalchemy import Engine
 
 from core.errors import InvariantViolation
 from core.settings import Settings
+from pipeline import changes
 from privacy.identity import existing_links, index_identifiers, resolve_index
 from privacy.keys import Keyring
-from privacy.pseudonymize import ID_COLUMNS, PURPOSE_PERSON
+from privacy.pseudonymize import EVENT_KEY, ID_COLUMNS, PURPOSE_PERSON, WITHDRAWN
 from warehouse import store
-from warehouse.schema import contacts, donations
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class PreparedFile:
     rows_unplaced: int
     bad_email: int
     bad_phone: int
+    rows_withdrawn: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,8 +79,16 @@ class LoadResult:
     rows_unplaced: int
     persons_new: int
     persons_merged: int
-    #: Wall seconds per load stage (lookup, resolve, links, rows, commit): where time went.
+    #: Wall seconds per load stage (diff, lookup, resolve, links, rows, commit).
     seconds: Mapping[str, float] = field(default_factory=dict)
+    #: Rows of the file already in the warehouse as they are (a snapshot's old rows).
+    rows_unchanged: int = 0
+    #: Rows that replaced a stored version of themselves (a corrected event, a changed person).
+    rows_changed: int = 0
+    #: People rows older (by the source's updated_at) than the state already applied.
+    rows_stale: int = 0
+    #: Persons removed because a row of this file says do_not_contact.
+    persons_withdrawn: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +131,7 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
         rows_read=total.rows, rows_staged=total.staged,
         rows_excluded_no_basis=total.excluded_no_basis,
         rows_excluded_objection=total.excluded_objection, rows_unplaced=total.unplaced,
-        bad_email=total.bad_email, bad_phone=total.bad_phone)
+        bad_email=total.bad_email, bad_phone=total.bad_phone, rows_withdrawn=total.withdrawn)
     log.info("prepared %s (%s): %d rows read, %d staged, %d excluded, %d unplaced",
              path.name, profile.name, prepared.rows_read, prepared.rows_staged,
              prepared.rows_excluded_no_basis + prepared.rows_excluded_objection,
@@ -137,7 +146,12 @@ def read_staged(prepared: PreparedFile) -> pd.DataFrame:
 
 def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                   now: datetime | None = None, warnings: Mapping[str, Any] | None = None) -> LoadResult:
-    """Resolve identities and load the staged rows in one transaction; a reload is a no-op."""
+    """Apply what the staged file changes, in one transaction; a reload is a no-op.
+
+    Older key versions are moved to the current one, ``do_not_contact`` persons leave,
+    unchanged rows are skipped (see :mod:`pipeline.changes`); then identities are resolved
+    and the new or changed rows are written.
+    """
     at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     clock = _StageClock()
     with store.load_transaction(engine) as conn:
@@ -149,7 +163,21 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
                               "already_loaded", int(done["rows_read"]), 0,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
-        index = index_identifiers(pl.scan_parquet(prepared.staged_path))
+        scan = pl.scan_parquet(prepared.staged_path)
+        columns = scan.collect_schema().names()
+        changes.rekey_stored(conn, scan, prepared.kind, columns)
+        withdrawal = changes.withdraw(conn, scan, columns, at)
+        diff = changes.diff_people(conn, scan) if prepared.kind == "people" else \
+            changes.diff_events(conn, scan, prepared.kind)
+        wanted = [c for c in columns if "__k" not in c]
+        base = scan.with_row_index("row").filter(~pl.col(WITHDRAWN))
+        if prepared.kind in changes.EVENT_TABLES:  # ids over the whole file, then the subset
+            id_column = changes.EVENT_TABLES[prepared.kind][1]
+            base = base.with_columns(changes.event_ids(pl.col(EVENT_KEY)).alias(id_column))
+            wanted.append(id_column)
+        rows = base.filter(pl.col("row").is_in(diff.keep.implode())).select(wanted)
+        clock.lap("diff")
+        index = index_identifiers(rows)
         known = existing_links(conn, index.nodes.get_column("pseudonym"))
         clock.lap("lookup")
         resolution = resolve_index(index, known,
@@ -159,7 +187,8 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         store.apply_merges(conn, resolution.merges)
         store.upsert_links(conn, resolution.new_links, resolution.repointed, prepared.sha256)
         clock.lap("links")
-        staged = pl.scan_parquet(prepared.staged_path).drop(ID_COLUMNS).collect() \
+        keep_ids = ["id_source"] if prepared.kind == "people" else []
+        staged = rows.drop([c for c in ID_COLUMNS if c not in keep_ids]).collect() \
             .with_columns(resolution.row_person)
         new_persons = resolution.new_persons
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
@@ -167,24 +196,29 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         if prepared.kind == "people":
             store.upsert_persons(conn, staged, new_persons, prepared.sha256,
                                  update_existing=True)
+            store.replace_people_rows(conn, changes.people_states(staged), prepared.sha256)
         else:
             store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
                                                      "region"),
                                  new_persons, prepared.sha256, update_existing=False)
-            table = contacts if prepared.kind == "contacts" else donations
-            id_col = "contact_id" if prepared.kind == "contacts" else "donation_id"
-            store.bulk_insert(conn, table, staged.rename({"row_id": id_col}),
+            store.bulk_insert(conn, changes.EVENT_TABLES[prepared.kind][0], staged,
                               constants={"source": prepared.source,
                                          "file_sha256": prepared.sha256})
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
         if prepared.rows_staged + excluded != prepared.rows_read:
             raise InvariantViolation(f"{prepared.file_name}: staged + excluded != read")
-        counts = {"rows_read": prepared.rows_read, "rows_loaded": prepared.rows_staged,
+        written = staged.height
+        counts = {"rows_read": prepared.rows_read, "rows_loaded": written,
                   "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
                   "persons_new": counts_new, "persons_merged": counts_merged}
         details = {"excluded_no_lawful_basis": prepared.rows_excluded_no_basis,
                    "excluded_objection": prepared.rows_excluded_objection,
                    "bad_email": prepared.bad_email, "bad_phone": prepared.bad_phone,
+                   "rows_unchanged": diff.unchanged, "rows_changed": diff.changed,
+                   "rows_older_than_stored": diff.stale,
+                   "withdrawn_rows": prepared.rows_withdrawn,
+                   "persons_withdrawn": withdrawal.persons,
+                   "rows_removed_by_withdrawal": withdrawal.rows,
                    "warnings": dict(warnings or {})}
         store.record_file(conn, sha256=prepared.sha256, file_name=prepared.file_name,
                           source=prepared.source, status="loaded", counts=counts,
@@ -192,12 +226,16 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         clock.lap("rows")
     clock.lap("commit")
     _drop_staged(prepared)
-    log.info("loaded %s: %d rows, %d new persons, %d merged (%s)", prepared.file_name,
-             prepared.rows_staged, counts["persons_new"], counts["persons_merged"],
+    log.info("loaded %s: %d rows written (%d unchanged, %d changed, %d older than stored), "
+             "%d new persons, %d merged, %d withdrawn (%s)", prepared.file_name, written,
+             diff.unchanged, diff.changed, diff.stale, counts["persons_new"],
+             counts["persons_merged"], withdrawal.persons,
              ", ".join(f"{k} {v:.1f} s" for k, v in clock.seconds.items()))
     return LoadResult(prepared.file_name, prepared.sha256, prepared.source, "loaded",
-                      prepared.rows_read, prepared.rows_staged, excluded, prepared.rows_unplaced,
-                      counts["persons_new"], counts["persons_merged"], dict(clock.seconds))
+                      prepared.rows_read, written, excluded, prepared.rows_unplaced,
+                      counts["persons_new"], counts["persons_merged"], dict(clock.seconds),
+                      rows_unchanged=diff.unchanged, rows_changed=diff.changed,
+                      rows_stale=diff.stale, persons_withdrawn=withdrawal.persons)
 
 
 class _StageClock:

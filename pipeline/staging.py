@@ -57,6 +57,7 @@ class ChunkStats:
     unplaced: int
     bad_email: int
     bad_phone: int
+    withdrawn: int = 0
 
     @classmethod
     def total(cls, chunks: list[ChunkStats]) -> ChunkStats:
@@ -73,7 +74,8 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
     del raw
     pseudo, pstats = pseudonymize_chunk(normalized, job.plan.profile.kind, dataset=job.dataset,
                                         keyring=job.keyring, file_sha256=job.file_sha256,
-                                        objections=job.objections)
+                                        objections=job.objections,
+                                        natural_key=job.plan.profile.natural_key)
     del normalized
     part = _part_path(job.parts_dir, k)
     pq.write_table(pa.Table.from_pandas(pseudo, preserve_index=False), part)
@@ -81,7 +83,8 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
     return ChunkStats(rows=nstats.rows, staged=pstats.rows_out,
                       excluded_no_basis=pstats.excluded_no_basis,
                       excluded_objection=pstats.excluded_objection, unplaced=nstats.unplaced,
-                      bad_email=nstats.bad_email, bad_phone=nstats.bad_phone)
+                      bad_email=nstats.bad_email, bad_phone=nstats.bad_phone,
+                      withdrawn=pstats.withdrawn)
 
 
 def stage_file(job: StageJob, out: Path, *, processes: int = 1,

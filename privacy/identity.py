@@ -24,15 +24,13 @@ import pandas as pd
 import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from privacy.keys import Pseudonymizer
 from privacy.pseudonymize import ID_COLUMNS
+from warehouse import store
 from warehouse.schema import identifier_links
 
-#: Above this many pseudonyms, lookups go through a temporary table and one join.
-_JOIN_LOOKUP_FROM = 20_000
-_LOOKUP_BATCH = 5_000
 _KIND_OF = {"id_source": "source_id", "id_email": "email", "id_phone": "phone",
             "id_phone2": "phone"}
 LINKS_SCHEMA = {"pseudonym": pl.String, "person_id": pl.String}
@@ -50,54 +48,8 @@ class Resolution:
 
 
 def existing_links(conn: Connection, pseudonyms: pl.Series) -> pl.DataFrame:
-    """``pseudonym, person_id`` of the given pseudonyms already in ``identifier_links``.
-
-    Talks to the driver directly. A large file's pseudonyms go to a temporary table that is
-    joined once (COPY on PostgreSQL), rather than thousands of ``IN`` lookups.
-    """
-    empty = pl.DataFrame(schema=LINKS_SCHEMA)
-    if pseudonyms.is_empty() or \
-            conn.execute(select(identifier_links.c.pseudonym).limit(1)).first() is None:
-        return empty  # first load: nothing to look up
-    values = pseudonyms.drop_nulls().unique().sort()
-    table = identifier_links.name
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    postgres = conn.dialect.name == "postgresql"
-    rows: list[tuple[str, str]] = []
-    try:
-        if len(values) < _JOIN_LOOKUP_FROM:
-            batch_values = values.to_list()
-            for start in range(0, len(batch_values), _LOOKUP_BATCH):
-                batch = batch_values[start:start + _LOOKUP_BATCH]
-                if postgres:
-                    cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
-                                   "WHERE pseudonym = ANY(%s)", (batch,))
-                else:
-                    marks = ",".join("?" * len(batch))
-                    cursor.execute(f"SELECT pseudonym, person_id FROM {table} "
-                                   f"WHERE pseudonym IN ({marks})", batch)
-                rows.extend(cursor.fetchall())
-        else:  # one join against a temporary table of this file's pseudonyms
-            if postgres:
-                cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (pseudonym text) "
-                               "ON COMMIT DROP")
-                with cursor.copy("COPY isoloir_lookup (pseudonym) FROM STDIN") as copy:
-                    copy.write("\n".join(values.to_list()) + "\n")
-            else:
-                cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
-                cursor.execute("CREATE TEMP TABLE isoloir_lookup (pseudonym TEXT PRIMARY KEY) "
-                               "WITHOUT ROWID")
-                cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
-                                   ((v,) for v in values.to_list()))
-            cursor.execute(f"SELECT l.pseudonym, l.person_id FROM isoloir_lookup t "
-                           f"JOIN {table} l ON l.pseudonym = t.pseudonym")
-            rows = cursor.fetchall()
-            cursor.execute("DROP TABLE isoloir_lookup")
-    finally:
-        cursor.close()
-    if not rows:
-        return empty
-    return pl.DataFrame(rows, schema=LINKS_SCHEMA, orient="row")
+    """``pseudonym, person_id`` of the given pseudonyms already in ``identifier_links``."""
+    return store.lookup(conn, identifier_links, "pseudonym", ["person_id"], pseudonyms)
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,34 @@ _ID_FROM = dict(zip(IDENTIFIER_KINDS, ID_COLUMNS, strict=True))
 KEPT_COLUMNS: dict[str, tuple[str, ...]] = {
     "people": ("commune", "departement", "region", "age_band", "support_level", "is_volunteer",
                "is_donor", "email_opt_in", "mobile_opt_in", "created_month"),
-    "contacts": ("row_id", "canvasser_id", "week", "channel", "result", "support_level",
+    "contacts": ("canvasser_id", "week", "channel", "result", "support_level",
                  "commune", "departement", "region"),
-    "donations": ("row_id", "amount_cents", "month", "method", "recurring", "commune",
+    "donations": ("amount_cents", "month", "method", "recurring", "commune",
                   "departement", "region"),
 }
+#: Staged columns that only steer the load (never stored as such in the warehouse).
+EVENT_KEY = "event_key"  # keyed hash of the event's natural key (contacts, donations)
+FINGERPRINT = "fingerprint"  # keyed hash of the whole staged row: unchanged rows are skipped
+WITHDRAWN = "withdrawn"  # the row says do_not_contact: only its identifiers are staged
+UPDATED_AT = "updated_at"  # people: which export of a person is newer
+#: Columns whose values are keyed pseudonyms and that also exist under older key versions.
+VERSIONED_COLUMNS: tuple[str, ...] = (*ID_COLUMNS, EVENT_KEY)
 
 PURPOSE_IDENTITY = "identity"
 PURPOSE_PERSON = "person"
-PURPOSE_ROW = "row"
 PURPOSE_CANVASSER = "canvasser"
+PURPOSE_EVENT = "event"
+PURPOSE_FINGERPRINT = "fingerprint"
+_SEP = "\x1f"  # unit separator: cannot occur in a normalized value
+
+
+def previous_column(column: str, version: int) -> str:
+    """The staged column holding ``column``'s pseudonyms under the older key ``version``.
+
+    >>> previous_column("id_email", 1)
+    'id_email__k1'
+    """
+    return f"{column}__k{version}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class PseudonymizeStats:
     rows_out: int
     excluded_no_basis: int
     excluded_objection: int
+    withdrawn: int = 0
 
 
 def pseudonyms_of(pseudonymizer: Pseudonymizer, kind: str, values: pd.Series) -> pd.Series:
@@ -63,46 +82,104 @@ def pseudonyms_of(pseudonymizer: Pseudonymizer, kind: str, values: pd.Series) ->
     return pd.Series(pseudonyms.to_pandas().array, index=values.index)
 
 
+def _joined(frame: pd.DataFrame, columns: Iterable[str]) -> pd.Series:
+    """One text per row: the values of ``columns`` joined by a separator (null -> empty)."""
+    parts = [frame[c].astype("string").fillna("") if c in frame.columns
+             else pd.Series("", index=frame.index, dtype="string") for c in columns]
+    if not parts:
+        return pd.Series("", index=frame.index, dtype="string")
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + _SEP + part
+    return text
+
+
+def event_messages(frame: pd.DataFrame, natural_key: tuple[str, ...]) -> pd.Series:
+    """The text whose keyed hash identifies an event: the source's event id, else the key tuple.
+
+    Built from normalized values, so the same event re-saved in another dialect or date
+    style keys the same. The occurrence number (two identical rows of one file are two
+    events) is added at load time, over the whole file.
+    """
+    by_tuple = "t" + _SEP + _joined(frame, natural_key)
+    if "event_id" not in frame.columns:
+        return by_tuple
+    event_id = frame["event_id"].astype("string")
+    return ("i" + _SEP + event_id.fillna("")).where(event_id.notna(), by_tuple)
+
+
+def _hash_text(pseudonymizer: Pseudonymizer, kind: str, text: pd.Series) -> pd.Series:
+    hashed = pseudonymizer.pseudonymize_array(kind, pa.array(text, type=pa.string()))
+    return pd.Series(hashed.to_pandas().array, index=text.index)
+
+
 def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, keyring: Keyring,
-                       file_sha256: str,
-                       objections: frozenset[str] = frozenset()) -> tuple[pd.DataFrame,
-                                                                         PseudonymizeStats]:
-    """Pseudonymize one normalized chunk; the result holds only allow-listed columns."""
+                       file_sha256: str, objections: frozenset[str] = frozenset(),
+                       natural_key: tuple[str, ...] = ()) -> tuple[pd.DataFrame,
+                                                                   PseudonymizeStats]:
+    """Pseudonymize one normalized chunk; the result holds only allow-listed columns.
+
+    Identifiers (and an event's natural key) are hashed under the current key version and,
+    in ``<column>__k<n>`` columns, under every older version still in the keyring: the load
+    looks them up under every version and stores them under the current one, so a key
+    rotation never splits a human into two persons. A ``do_not_contact`` row keeps only its
+    identifier pseudonyms and ``withdrawn = true``: the load removes that person everywhere.
+    ``file_sha256`` is unused since events are keyed by content, kept for callers.
+    """
+    del file_sha256
     rows_in = len(normalized)
     basis = normalized["lawful_basis"].fillna(False).astype(bool)
-    frame = normalized.loc[basis]
+    withdrawn_in = normalized["withdrawn"].fillna(False).astype(bool) \
+        if WITHDRAWN in normalized.columns else pd.Series(False, index=normalized.index)
+    frame = normalized.loc[basis | withdrawn_in]
+    withdrawn = withdrawn_in.loc[frame.index]
     excluded_no_basis = rows_in - len(frame)
+    older = sorted(v for v in keyring.keys if v != keyring.current.version)
 
-    identity = keyring.pseudonymizer(dataset, PURPOSE_IDENTITY)
     out = pd.DataFrame(index=frame.index)
-    for column, id_column in _ID_FROM.items():
-        if column in frame.columns:
-            out[id_column] = pseudonyms_of(identity, IDENTIFIER_KINDS[column], frame[column])
-        else:
-            out[id_column] = pd.Series(None, index=frame.index, dtype="str")
+    for version in (None, *older):
+        identity = keyring.pseudonymizer(dataset, PURPOSE_IDENTITY, version)
+        for column, id_column in _ID_FROM.items():
+            name = id_column if version is None else previous_column(id_column, version)
+            if column in frame.columns:
+                out[name] = pseudonyms_of(identity, IDENTIFIER_KINDS[column], frame[column])
+            else:
+                out[name] = pd.Series(None, index=frame.index, dtype="str")
 
     excluded_objection = 0
     if objections and len(out):
-        hit = out[list(ID_COLUMNS)].isin(objections).any(axis=1)
+        hit = out.isin(objections).any(axis=1)
         excluded_objection = int(hit.sum())
-        out = out.loc[~hit]
-        frame = frame.loc[~hit]
+        out, frame, withdrawn = out.loc[~hit], frame.loc[~hit], withdrawn.loc[~hit]
 
     if kind in ("contacts", "donations"):
-        rows = keyring.pseudonymizer(dataset, PURPOSE_ROW)
-        messages = pa.array(file_sha256 + ":" + frame["row_number"].astype("int64").astype(str),
-                            type=pa.string())
-        out["row_id"] = pd.Series(rows.pseudonymize_array(kind, messages).to_pandas().array,
-                                  index=frame.index)
+        messages = event_messages(frame, natural_key)
+        for version in (None, *older):
+            events = keyring.pseudonymizer(dataset, PURPOSE_EVENT, version)
+            name = EVENT_KEY if version is None else previous_column(EVENT_KEY, version)
+            out[name] = _hash_text(events, kind, messages)
     if kind == "contacts":
         canvassers = keyring.pseudonymizer(dataset, PURPOSE_CANVASSER)
         out["canvasser_id"] = pseudonyms_of(canvassers, "canvasser", frame["canvasser_id"])
     for column in KEPT_COLUMNS[kind]:
-        if column in ("row_id", "canvasser_id"):
+        if column == "canvasser_id":
             continue
         out[column] = frame[column] if column in frame.columns else None
+    if kind == "people":
+        out[UPDATED_AT] = frame[UPDATED_AT] if UPDATED_AT in frame.columns else None
+    current_columns = [c for c in out.columns if "__k" not in c and c != UPDATED_AT]
+    out[FINGERPRINT] = _hash_text(keyring.pseudonymizer(dataset, PURPOSE_FINGERPRINT), kind,
+                                  _joined(out, current_columns))
+    # A withdrawn row carries its identifiers only: nothing else of it is ever staged.
+    for column in out.columns:
+        if column not in VERSIONED_COLUMNS and "__k" not in column:
+            out[column] = out[column].where(~withdrawn, None)
+    out[WITHDRAWN] = withdrawn.to_numpy()
     out = out.reset_index(drop=True)
-    return out, PseudonymizeStats(rows_in, len(out), excluded_no_basis, excluded_objection)
+    n_withdrawn = int(withdrawn.sum())
+    return out, PseudonymizeStats(rows_in, len(out) - n_withdrawn,
+                                  excluded_no_basis + n_withdrawn, excluded_objection,
+                                  n_withdrawn)
 
 
 def pseudonymize_identifiers(keyring: Keyring, dataset: str, kind: str,

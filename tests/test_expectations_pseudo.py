@@ -50,8 +50,10 @@ def staged(kind: str, n: int = 30) -> pd.DataFrame:
                             support_level=pd.array(rng.choice([1, 5, 3], n), dtype="Int8"),
                             is_volunteer=pd.array([True, False] * (n // 2), dtype="boolean"),
                             is_donor=False, email_opt_in=True, mobile_opt_in=None,
-                            created_month="2026-01")
-    rows = frame.assign(row_id=pseudonyms("row", n))
+                            created_month="2026-01", fingerprint=pseudonyms("fingerprint", n),
+                            withdrawn=False, updated_at="2026-03-14T09:22:00")
+    rows = frame.assign(event_key=pseudonyms("event", n), fingerprint=pseudonyms("fp", n),
+                        withdrawn=False)
     if kind == "contacts":
         return rows.assign(canvasser_id=pseudonyms("canvasser", n),
                            week=rng.choice(["2026-W05", "2026-W53"], n),
@@ -88,7 +90,8 @@ def test_what_the_real_pipeline_stages_passes(settings: Settings) -> None:
         outcome = validate_pseudonymized(read_staged(prepared), prepared.kind, export.name,
                                          settings, gx=False)
         assert outcome.success, outcome.first_failure_message()
-        assert outcome.rows == prepared.rows_staged > 0
+        assert outcome.rows == prepared.rows_staged + prepared.rows_withdrawn
+        assert prepared.rows_staged > 0
 
 
 def test_allow_list_is_the_schema_plus_the_staging_pseudonyms() -> None:
@@ -99,7 +102,8 @@ def test_allow_list_is_the_schema_plus_the_staging_pseudonyms() -> None:
         allowed = set(allowed_columns(kind))
         assert allowed >= {c.name for c in table.columns}
         assert allowed >= set(ID_COLUMNS) | set(KEPT_COLUMNS[kind])
-        assert allowed - {c.name for c in table.columns} <= set(ID_COLUMNS) | {"row_id"}
+        assert allowed - {c.name for c in table.columns} <= \
+            set(ID_COLUMNS) | {"event_key", "fingerprint", "withdrawn", "updated_at"}
 
 
 def test_new_free_text_column_that_passed_raw_fails_and_quarantines(settings: Settings) -> None:
@@ -135,10 +139,10 @@ def test_new_free_text_column_that_passed_raw_fails_and_quarantines(settings: Se
                                  "k1:abc0189", "k1234567:abcdef", "k1:abc def", "k1:abc\n"])
 def test_malformed_pseudonyms_fail(bad: str) -> None:
     frame = staged("contacts", 5)
-    frame.loc[3, "row_id"] = bad
+    frame.loc[3, "event_key"] = bad
     outcome = validate_pseudonymized(frame, "contacts", "c.csv", OFFLINE, gx=False)
     assert [(r.rule, r.column, r.first_rows) for r in outcome.blocking_failures()] == \
-        [("pseudonym_format", "row_id", (4,))]
+        [("pseudonym_format", "event_key", (4,))]
 
 
 @pytest.mark.parametrize(("column", "bad", "rule"), [

@@ -10,13 +10,19 @@ tail of a namespaced id, and is hashed before it is stored.
 
 Columns (all kinds): ``row_number`` (int64), ``source_id``, ``email``, ``phone``,
 ``phone2``, ``commune``, ``departement``, ``region`` (strings, missing as NA),
-``lawful_basis`` (bool).
+``lawful_basis`` (bool), ``withdrawn`` (bool: the row says ``do_not_contact``).
 
 * people: ``age_band``, ``support_level`` (Int8 1-5), ``is_volunteer``, ``is_donor``,
-  ``email_opt_in``, ``mobile_opt_in`` (boolean), ``created_month`` (``YYYY-MM``)
+  ``email_opt_in``, ``mobile_opt_in`` (boolean), ``created_month`` (``YYYY-MM``),
+  ``updated_at`` (ISO timestamp text, or NA: which of two exports of a person is newer)
 * contacts: ``week`` (``YYYY-Www``), ``channel``, ``result``, ``support_level`` (Int8),
-  ``canvasser_id`` (``{namespace}:canvasser:{name}``)
-* donations: ``amount_cents`` (int64), ``month``, ``method``, ``recurring`` (boolean)
+  ``canvasser_id`` (``{namespace}:canvasser:{name}``), ``event_day`` (``YYYY-MM-DD``),
+  ``event_id`` (the source's own event id, namespaced, or NA)
+* donations: ``amount_cents`` (int64), ``month``, ``method``, ``recurring`` (boolean),
+  ``event_day``, ``event_id``
+
+``event_day`` and ``event_id`` exist only to build the event's keyed natural key
+(:mod:`privacy.pseudonymize`); they are never stored.
 
 All work is vectorized (pyarrow compute) and anything done in Python runs once per unique
 value of a chunk, never per row. Rules raised here (see :mod:`transforms.read`):
@@ -29,7 +35,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -48,12 +54,13 @@ from transforms.sources import CHANNEL_MAP, SourceProfile
 log = logging.getLogger(__name__)
 
 COMMON_COLUMNS = ("row_number", "source_id", "email", "phone", "phone2", "commune",
-                  "departement", "region", "lawful_basis")
+                  "departement", "region", "lawful_basis", "withdrawn")
 KIND_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "people": ("age_band", "support_level", "is_volunteer", "is_donor", "email_opt_in",
-               "mobile_opt_in", "created_month"),
-    "contacts": ("week", "channel", "result", "support_level", "canvasser_id"),
-    "donations": ("amount_cents", "month", "method", "recurring"),
+               "mobile_opt_in", "created_month", "updated_at"),
+    "contacts": ("week", "channel", "result", "support_level", "canvasser_id", "event_day",
+                 "event_id"),
+    "donations": ("amount_cents", "month", "method", "recurring", "event_day", "event_id"),
 }
 
 #: Spellings of donation methods seen in exports -> core.vocabulary.DONATION_METHODS.
@@ -126,8 +133,8 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
 
     basis = np.full(n, profile.lawful_basis != "none")
     dnc = col("do_not_contact")
-    if dnc is not None:
-        basis &= ~_true(parse_bool(dnc))
+    withdrawn = _true(parse_bool(dnc)) if dnc is not None else np.zeros(n, dtype=bool)
+    basis &= ~withdrawn
     if profile.lawful_basis == "consent_column":
         consent = col("consent")
         basis &= _true(parse_bool(consent)) if consent is not None else False
@@ -142,6 +149,7 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
     frame = _to_pandas(out, profile.kind)
     frame.insert(0, "row_number", rows)
     frame["lawful_basis"] = basis
+    frame["withdrawn"] = withdrawn
     frame = frame[list(COMMON_COLUMNS + KIND_COLUMNS[profile.kind])]
     stats = NormalizeStats(rows=n, unplaced=unplaced, no_lawful_basis=int((~basis).sum()),
                            bad_email=bad_email, bad_phone=bad_phone)
@@ -429,7 +437,40 @@ def _people(ctx: _Context, col: Callable[[str], pa.Array | None], raw: pd.DataFr
         "email_opt_in": _bool(col("email_opt_in"), n),
         "mobile_opt_in": _bool(col("mobile_opt_in"), n),
         "created_month": _strftime(created, "%Y-%m"),
+        "updated_at": _timestamps(ctx, col("updated_at"), n),
     }
+
+
+def _timestamps(ctx: _Context, values: pa.Array | None, n: int) -> pa.Array:
+    """An ``updated_at`` column as sortable ISO text (UTC when an offset is given), or nulls.
+
+    Only its order matters (which export of a person is newer), so a value that does not
+    parse is left null rather than rejecting the file: arrival order then decides.
+    """
+    if values is None:
+        return _nulls(n)
+
+    def iso(text: str) -> str | None:
+        for parse in (datetime.fromisoformat,
+                      lambda t: datetime.strptime(t, ctx.profile.date_format)):
+            try:
+                stamp = parse(text.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if stamp.tzinfo is not None:
+                stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+            return stamp.isoformat(timespec="seconds")
+        return None
+
+    return _map_unique(values, iso, pa.string())
+
+
+def _event_id(ctx: _Context, col: Callable[[str], pa.Array | None], n: int) -> pa.Array:
+    """The source's own event id, namespaced like ``source_id`` (null when the export has none)."""
+    raw = col("event_id")
+    if raw is None:
+        return _nulls(n)
+    return pc.binary_join_element_wise(f"{ctx.profile.namespace}:event:", raw, "")
 
 
 def _age_bands(born: pa.Array, ref: date | None) -> pa.Array:
@@ -481,6 +522,8 @@ def _contacts(ctx: _Context, col: Callable[[str], pa.Array | None],
         "result": _vocabulary(col("result"), maps.get("result", {}), RESULTS, n, "other"),
         "support_level": _support_level(col("support_level"), n),
         "canvasser_id": canvasser_id,
+        "event_day": _strftime(when, "%Y-%m-%d"),
+        "event_id": _event_id(ctx, col, n),
     }
 
 
@@ -508,6 +551,8 @@ def _donations(ctx: _Context, col: Callable[[str], pa.Array | None],
         "month": _strftime(when, "%Y-%m"),
         "method": _vocabulary(col("method"), methods, DONATION_METHODS, n, "other"),
         "recurring": _bool(col("recurring"), n),
+        "event_day": _strftime(when, "%Y-%m-%d"),
+        "event_id": _event_id(ctx, col, n),
     }
 
 

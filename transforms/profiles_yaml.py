@@ -27,7 +27,10 @@ Keys: ``name``, ``kind`` (people | contacts | donations), ``namespace``, ``field
 and optionally ``encoding`` (utf-8 | cp1252), ``delimiter`` (``,`` ``;`` or ``\\t``),
 ``decimal`` (``.`` or ``,``), ``value_maps`` (result | channel | method: raw -> code),
 ``lawful_basis`` (regular_contact | consent_column | none), ``consent_column``,
-``filename_hints``, ``description``.
+``filename_hints``, ``description``, and for contacts and donations ``event_key``: the
+normalized fields that identify one event in the source (from ``EVENT_KEY_FIELDS`` of
+:mod:`transforms.sources`; default: the kind's ``DEFAULT_EVENT_KEY``). Map ``event_id`` when
+the export carries the source's own event id: it then identifies the event alone.
 """
 
 from __future__ import annotations
@@ -42,18 +45,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import EXIT_BAD_INPUT, IsoloirError
 from core.vocabulary import CHANNELS, DONATION_METHODS, RESULTS
-from transforms.sources import BUILTIN_PROFILES, SourceProfile
+from transforms.sources import BUILTIN_PROFILES, EVENT_KEY_FIELDS, SourceProfile
 
 #: Internal fields each kind of export may map (see transforms.sources and normalize).
 IDENTITY_FIELDS = frozenset({"source_id", "email", "phone", "phone2", "postcode", "insee_code"})
 INTERNAL_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
     "people": IDENTITY_FIELDS | {"birth_date", "support_level", "is_volunteer", "is_donor",
                                  "email_opt_in", "mobile_opt_in", "created_at",
-                                 "do_not_contact"},
+                                 "do_not_contact", "updated_at"},
     "contacts": IDENTITY_FIELDS | {"contact_date", "channel", "result", "support_level",
-                                   "canvasser_id", "do_not_contact"},
+                                   "canvasser_id", "do_not_contact", "event_id"},
     "donations": IDENTITY_FIELDS | {"donation_date", "amount", "method", "recurring",
-                                    "do_not_contact"},
+                                    "do_not_contact", "event_id"},
 })
 #: The internal fields each kind of export must map.
 REQUIRED_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
@@ -90,6 +93,7 @@ class _ProfileModel(BaseModel):
     consent_column: str | None = None
     filename_hints: list[str] = []
     description: str = ""
+    event_key: list[str] = []
 
     @field_validator("date_format")
     @classmethod
@@ -129,6 +133,11 @@ class _ProfileModel(BaseModel):
             raise ValueError("lawful_basis consent_column needs a consent_column")
         if self.name in BUILTIN_PROFILES:
             raise ValueError(f"name {self.name} is a built-in profile; choose another")
+        outside = sorted(set(self.event_key) - EVENT_KEY_FIELDS[self.kind])
+        if outside:
+            raise ValueError(f"event_key: {', '.join(outside)} not event fields of a "
+                             f"{self.kind} export (allowed: "
+                             f"{', '.join(sorted(EVENT_KEY_FIELDS[self.kind])) or 'none'})")
         return self
 
 
@@ -159,4 +168,5 @@ def load_profile(path: Path) -> SourceProfile:
                                      for k, v in model.value_maps.items()}),
         lawful_basis=model.lawful_basis, consent_column=model.consent_column,
         filename_hints=tuple(model.filename_hints), description=model.description,
+        event_key=tuple(model.event_key),
     )

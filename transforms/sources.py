@@ -13,6 +13,14 @@ Internal fields (the normalized schema, see ``transforms.normalize``):
   ``email_opt_in``, ``mobile_opt_in``, ``created_at``, ``do_not_contact``
 * contacts: ``contact_date``, ``channel``, ``result``, ``support_level``, ``canvasser_id``
 * donations: ``donation_date``, ``amount``, ``method``, ``recurring``
+* optional, any kind: ``updated_at`` (people: which export of a person is newer),
+  ``event_id`` (contacts, donations: the source's own id of the event)
+
+Event identity: exports are snapshots, so the same contact or donation comes back in every
+day's export. A profile of events declares its natural key, ``event_key``: the normalized
+fields that identify one event (``EVENT_KEY_FIELDS``). When the export carries the source's
+own event id (``event_id`` mapped and present), that id alone is the key. Only a keyed hash
+of the key is ever stored (:mod:`privacy.pseudonymize`).
 """
 
 from __future__ import annotations
@@ -25,6 +33,22 @@ from typing import Any, Literal
 
 Kind = Literal["people", "contacts", "donations"]
 LawfulBasis = Literal["regular_contact", "consent_column", "none"]
+
+#: Normalized fields an event's natural key may use, per kind (see transforms.normalize).
+EVENT_KEY_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "people": frozenset(),
+    "contacts": frozenset({"source_id", "event_day", "week", "channel", "result",
+                           "support_level", "canvasser_id", "commune"}),
+    "donations": frozenset({"source_id", "event_day", "month", "amount_cents", "method",
+                            "recurring", "commune"}),
+})
+#: The natural key of an event when a profile declares none and the export has no event id.
+DEFAULT_EVENT_KEY: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "people": (),
+    "contacts": ("source_id", "event_day", "channel", "result", "support_level",
+                 "canvasser_id"),
+    "donations": ("source_id", "event_day", "amount_cents", "method", "recurring"),
+})
 
 
 @dataclass(frozen=True)
@@ -46,8 +70,16 @@ class SourceProfile:
     consent_column: str | None = None
     filename_hints: tuple[str, ...] = ()
     description: str = ""
+    #: Normalized fields that identify one event (contacts, donations); () = the kind's default.
+    event_key: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.event_key) - EVENT_KEY_FIELDS[self.kind])
+        if unknown:
+            raise ValueError(f"profile {self.name}: event_key fields {', '.join(unknown)} are "
+                             f"not event fields of a {self.kind} export")
+        if self.kind == "people" and self.event_key:
+            raise ValueError(f"profile {self.name}: people exports have no event key")
         if self.id_column not in self.required:
             raise ValueError(f"profile {self.name}: id column {self.id_column!r} must be required")
         missing = [c for c in self.fields.values() if not c]
@@ -62,6 +94,11 @@ class SourceProfile:
         state["fields"] = dict(self.fields)
         state["value_maps"] = {k: dict(v) for k, v in self.value_maps.items()}
         return (_rebuild_profile, (state,))
+
+    @property
+    def natural_key(self) -> tuple[str, ...]:
+        """The fields of the event key used when a row has no ``event_id``."""
+        return self.event_key or DEFAULT_EVENT_KEY[self.kind]
 
 
 def _rebuild_profile(state: dict[str, Any]) -> SourceProfile:
@@ -105,7 +142,7 @@ NATIONBUILDER_PEOPLE = SourceProfile(
         "support_level": "support_level", "is_volunteer": "is_volunteer",
         "is_donor": "is_donor", "email_opt_in": "email_opt_in",
         "mobile_opt_in": "mobile_opt_in", "created_at": "created_at",
-        "do_not_contact": "do_not_contact",
+        "do_not_contact": "do_not_contact", "updated_at": "updated_at",
     }),
     required=("nationbuilder_id", "email", "phone_number", "mobile_number", "primary_zip",
               "born_at", "support_level", "is_volunteer", "email_opt_in", "created_at",
@@ -125,12 +162,14 @@ VAN_CONTACTS = SourceProfile(
         "source_id": "VanID", "email": "Email", "phone": "Phone", "postcode": "Zip5",
         "contact_date": "DateCanvassed", "channel": "ContactType", "result": "ResultShortName",
         "support_level": "SurveyResponseName", "canvasser_id": "CanvassedBy",
+        "event_id": "ContactsContactID",
     }),
     required=("VanID", "DateCanvassed", "ContactType", "ResultShortName", "Zip5"),
     id_column="VanID",
     date_format="%m/%d/%Y",
     value_maps=MappingProxyType({"result": RESULT_MAP, "channel": CHANNEL_MAP}),
     filename_hints=("van", "contact_history", "canvass_results"),
+    event_key=("source_id", "event_day", "channel", "result", "canvasser_id", "support_level"),
 )
 
 FR_CANVASS = SourceProfile(
@@ -151,6 +190,7 @@ FR_CANVASS = SourceProfile(
     date_format="%d/%m/%Y",
     value_maps=MappingProxyType({"result": RESULT_MAP}),
     filename_hints=("porte", "pap", "canvass_fr", "terrain"),
+    event_key=("source_id", "event_day", "result", "support_level", "canvasser_id"),
 )
 
 DONATIONS = SourceProfile(
@@ -168,6 +208,7 @@ DONATIONS = SourceProfile(
     id_column="donor_id",
     date_format="%Y-%m-%d",
     filename_hints=("donation", "dons"),
+    event_key=("source_id", "event_day", "amount_cents", "method", "recurring"),
 )
 
 BUILTIN_PROFILES: Mapping[str, SourceProfile] = MappingProxyType({

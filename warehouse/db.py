@@ -75,8 +75,20 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 conn.info.pop("sqlite_begin", None)
 
 
+#: Additive steps from version N to N + 1 (new tables come from ``create_all``).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE contacts ADD COLUMN fingerprint VARCHAR(80)",
+        "ALTER TABLE donations ADD COLUMN fingerprint VARCHAR(80)"),
+}
+
+
 def ensure_schema(engine: Engine) -> int:
-    """Create missing tables and record the schema version; refuse a newer or older schema."""
+    """Create missing tables, migrate an older schema forward, refuse a newer one.
+
+    Migrations are additive (new tables, new nullable columns) and run in one transaction.
+    Rows loaded under version 1 keep their per-file row keys: a re-export of a file loaded
+    before the upgrade is not recognised as the same events (see the README).
+    """
     metadata.create_all(engine)
     with engine.begin() as conn:
         row = conn.execute(select(schema_info.c.version)).first()
@@ -84,11 +96,18 @@ def ensure_schema(engine: Engine) -> int:
             conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
             log.info("warehouse schema created at version %d", SCHEMA_VERSION)
             return SCHEMA_VERSION
-        if row.version != SCHEMA_VERSION:
+        version = row.version
+        while version < SCHEMA_VERSION and version in MIGRATIONS:
+            for statement in MIGRATIONS[version]:
+                conn.exec_driver_sql(statement)
+            version += 1
+            conn.execute(schema_info.update().values(version=version))
+            log.info("warehouse schema migrated to version %d", version)
+        if version != SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"warehouse schema is version {row.version}, this Isoloir expects "
-                f"{SCHEMA_VERSION}; run the migration before loading")
-        return int(row.version)
+                f"warehouse schema is version {version}, this Isoloir expects "
+                f"{SCHEMA_VERSION}; upgrade Isoloir to read it")
+        return int(version)
 
 
 def schema_version(engine: Engine) -> int | None:

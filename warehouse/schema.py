@@ -4,7 +4,12 @@ Columns hold pseudonyms (``k1:...``), generalized codes (département, age band,
 and counts, never a direct identifier. Ledger tables live in the same database so that a
 charge and its release record commit in one transaction.
 
-Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`.
+Schema changes bump :data:`SCHEMA_VERSION` and add a step to ``warehouse.db.MIGRATIONS``.
+
+Version 2 (exports over time): contacts and donations are keyed by their event's keyed
+natural key plus its occurrence in the file (``<event key>.<k>``), and carry a row
+``fingerprint`` so that a daily re-export writes only what changed; ``people_rows`` holds,
+per source person row, the fingerprint and ``updated_at`` of the state last applied.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -64,6 +69,7 @@ contacts = Table(
     Column("departement", String(3)),
     Column("region", String(2)),
     Column("file_sha256", String(64), nullable=False, index=True),
+    Column("fingerprint", String(80)),  # keyed hash of the staged row (v2)
 )
 
 donations = Table(
@@ -79,6 +85,19 @@ donations = Table(
     Column("departement", String(3)),
     Column("region", String(2)),
     Column("file_sha256", String(64), nullable=False, index=True),
+    Column("fingerprint", String(80)),  # keyed hash of the staged row (v2)
+)
+
+people_rows = Table(
+    # One row per source person row (a people export's source id pseudonym): what state of
+    # that row was last applied, so that an unchanged row is skipped and an older export
+    # never rolls a person back (v2).
+    "people_rows", metadata,
+    Column("row_key", String(80), primary_key=True),  # id_source pseudonym
+    Column("person_id", String(80), nullable=False, index=True),
+    Column("fingerprint", String(80), nullable=False),
+    Column("updated_at", String(32)),  # the source's updated_at (UTC ISO), when it has one
+    Column("file_sha256", String(64), nullable=False),
 )
 
 identifier_links = Table(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +35,7 @@ from warehouse.schema import (
     identifier_links,
     ingested_files,
     objections,
+    people_rows,
     persons,
 )
 
@@ -235,3 +236,128 @@ def erase_persons_by_pseudonyms(conn: Connection, pseudonyms: Iterable[str]) -> 
         for table in (contacts, donations, identifier_links, persons):
             conn.execute(delete(table).where(table.c.person_id == pid))
     return len(found)
+
+
+# ------------------------------------------------------------------ keyed lookups and edits
+
+#: From this many keys on, a lookup joins a temporary table instead of batched ``IN`` lists.
+_JOIN_LOOKUP_FROM = 20_000
+_LOOKUP_BATCH = 5_000
+
+
+def lookup(conn: Connection, table: Table, key: str, columns: Sequence[str],
+           keys: pl.Series) -> pl.DataFrame:
+    """``key, *columns`` (as text) of the rows of ``table`` whose ``key`` is in ``keys``.
+
+    Talks to the driver directly. Many keys go to a temporary table joined once (COPY on
+    PostgreSQL), rather than thousands of ``IN`` lookups.
+    """
+    schema = {key: pl.String, **{c: pl.String for c in columns}}
+    empty = pl.DataFrame(schema=schema)
+    if keys.is_empty() or conn.execute(select(table.c[key]).limit(1)).first() is None:
+        return empty
+    values = keys.drop_nulls().unique().sort()
+    if values.is_empty():
+        return empty
+    wanted = ", ".join(f"l.{c}" for c in (key, *columns))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    postgres = conn.dialect.name == "postgresql"
+    rows: list[tuple[Any, ...]] = []
+    try:
+        if len(values) < _JOIN_LOOKUP_FROM:
+            batch_values = values.to_list()
+            for start in range(0, len(batch_values), _LOOKUP_BATCH):
+                batch = batch_values[start:start + _LOOKUP_BATCH]
+                if postgres:
+                    cursor.execute(f"SELECT {wanted} FROM {table.name} l "
+                                   f"WHERE l.{key} = ANY(%s)", (batch,))
+                else:
+                    marks = ",".join("?" * len(batch))
+                    cursor.execute(f"SELECT {wanted} FROM {table.name} l "
+                                   f"WHERE l.{key} IN ({marks})", batch)
+                rows.extend(cursor.fetchall())
+        else:  # one join against a temporary table of the keys
+            if postgres:
+                cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (k text) ON COMMIT DROP")
+                with cursor.copy("COPY isoloir_lookup (k) FROM STDIN") as copy:
+                    copy.write("\n".join(values.to_list()) + "\n")
+            else:
+                cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
+                cursor.execute("CREATE TEMP TABLE isoloir_lookup (k TEXT PRIMARY KEY) "
+                               "WITHOUT ROWID")
+                cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
+                                   ((v,) for v in values.to_list()))
+            cursor.execute(f"SELECT {wanted} FROM isoloir_lookup t "
+                           f"JOIN {table.name} l ON l.{key} = t.k")
+            rows = cursor.fetchall()
+            cursor.execute("DROP TABLE isoloir_lookup")
+    finally:
+        cursor.close()
+    if not rows:
+        return empty
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def delete_keys(conn: Connection, table: Table, key: str, keys: Iterable[str]) -> int:
+    """Delete the rows of ``table`` whose ``key`` is one of ``keys``; returns how many."""
+    values = sorted(set(keys))
+    removed = 0
+    for start in range(0, len(values), _LOOKUP_BATCH):
+        batch = values[start:start + _LOOKUP_BATCH]
+        removed += conn.execute(delete(table).where(table.c[key].in_(batch))).rowcount or 0
+    return removed
+
+
+def rekey(conn: Connection, table: Table, key: str, pairs: pl.DataFrame) -> int:
+    """Move rows stored under an older key version to the current one (``old`` -> ``new``).
+
+    A row already stored under its new key wins and the old one is dropped, so a key
+    rotation never leaves one fact under two keys. Returns how many rows moved.
+    """
+    pairs = pairs.drop_nulls().unique("old")
+    if pairs.is_empty():
+        return 0
+    held = lookup(conn, table, key, [], pairs.get_column("old"))
+    if held.is_empty():
+        return 0
+    pairs = pairs.join(held.rename({key: "old"}), on="old", how="semi")
+    both = lookup(conn, table, key, [], pairs.get_column("new"))
+    twice = pairs.join(both.rename({key: "new"}), on="new", how="semi")
+    delete_keys(conn, table, key, twice.get_column("old").to_list())
+    move = pairs.join(twice, on="old", how="anti").unique("new")
+    if move.is_empty():
+        return 0
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    cur.executemany(f"UPDATE {table.name} SET {key} = {mark} WHERE {key} = {mark}",
+                    move.select("new", "old").rows())
+    cur.close()
+    return move.height
+
+
+def erase_persons(conn: Connection, person_ids: Iterable[str]) -> dict[str, int]:
+    """Delete persons and every row that is theirs; returns rows removed per table."""
+    ids = sorted(set(person_ids))
+    removed: dict[str, int] = {}
+    for table in (contacts, donations, identifier_links, people_rows, persons):
+        removed[table.name] = delete_keys(conn, table, "person_id", ids)
+    return removed
+
+
+def links_of_persons(conn: Connection, person_ids: Iterable[str]) -> list[str]:
+    """Every identifier pseudonym linked to these persons (to put them on the objection list)."""
+    ids = sorted(set(person_ids))
+    found: list[str] = []
+    for start in range(0, len(ids), _LOOKUP_BATCH):
+        batch = ids[start:start + _LOOKUP_BATCH]
+        found += conn.execute(select(identifier_links.c.pseudonym)
+                              .where(identifier_links.c.person_id.in_(batch))).scalars().all()
+    return found
+
+
+def replace_people_rows(conn: Connection, rows: pl.DataFrame, file_sha: str) -> None:
+    """Record the state of each people row applied by this load (``row_key`` is unique)."""
+    if rows.is_empty():
+        return
+    delete_keys(conn, people_rows, "row_key", rows.get_column("row_key").to_list())
+    bulk_insert(conn, people_rows, rows, constants={"file_sha256": file_sha})
