@@ -186,3 +186,55 @@ def test_retries_never_load_twice_or_charge_twice(tmp_path: Path, migrated_metad
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one() == charges
     assert {p.name: p.read_bytes() for p in settings.published.iterdir()} == published
+
+
+def test_daily_reexports_through_the_ingest_dag(tmp_path: Path, warehouse_url: str | None,
+                                                migrated_metadata: Path) -> None:
+    """Day 2's full re-export adds only its new events; do_not_contact people leave."""
+    from tests.helpers.reexport import read_rows, reexport, rows_with, write_rows
+    from transforms.synth import SynthConfig, generate_campaign
+    from warehouse.schema import objections
+
+    env, _ = _prepare_home(tmp_path, warehouse_url)
+    settings = load_settings(env)
+    for stale in settings.landing.iterdir():
+        stale.unlink()
+    source = tmp_path / "synth"
+    generate_campaign(SynthConfig(people=600, seed=8), source)
+    names = ("nationbuilder_people.csv", "van_contact_history.txt", "donations.csv")
+    for name in names:
+        shutil.copy(source / name, settings.landing / name)
+    _fresh_metadata(env, migrated_metadata)
+    run_dag("isoloir_ingest", env)
+    engine = make_engine(settings.warehouse_url)
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in (persons, contacts, donations, objections)}
+
+    day1 = counts()
+    header, rows = read_rows(source / "nationbuilder_people.csv")
+    at_dnc = header.index("do_not_contact")
+    leaving = [r for r in rows if r[at_dnc] == "false"][:10]
+    for row in leaving:
+        row[at_dnc] = "true"
+    write_rows(tmp_path / "people_day2.csv", source / "nationbuilder_people.csv", header, rows)
+    reexport(tmp_path / "people_day2.csv", settings.landing / "nationbuilder_people.csv", seed=1)
+    history = source / "van_contact_history.txt"
+    reexport(history, settings.landing / history.name, seed=2,
+             extra=rows_with(history, "DateCanvassed", "02/27/2026", 6))
+    reexport(source / "donations.csv", settings.landing / "donations.csv", seed=3)
+    run_dag("isoloir_ingest", env)
+    day2 = counts()
+    assert day2["objections"] >= 10
+    assert day1["persons"] - 10 <= day2["persons"] < day1["persons"]
+    # every contact of day 1 once (less those of the people who left), plus the 6 new ones
+    assert day2["contacts"] <= day1["contacts"] + 6
+    assert day2["contacts"] > day1["contacts"] - 200
+    with engine.connect() as conn:
+        details = [json.loads(d) for d in conn.execute(select(ingested_files.c.details)
+                                                       .where(ingested_files.c.file_name ==
+                                                              history.name)).scalars()]
+    assert sorted(d["rows_unchanged"] for d in details)[0] == 0
+    assert max(d["rows_unchanged"] for d in details) > 1000
