@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -288,6 +289,7 @@ def test_forget_after_key_rotation_finds_a_person_loaded_under_k1(
 def test_request_folder_quarantines_a_bad_file_under_a_neutral_name(
         loaded: tuple[Settings, Engine, Keyring], caplog: pytest.LogCaptureFixture) -> None:
     settings, engine, keyring = loaded
+    assert stat.S_IMODE(settings.requests.stat().st_mode) == 0o700  # a private zone
     caplog.set_level(logging.DEBUG)
     good = _request_file(settings.requests / "zephyrine-quatrebarbes.csv", [f"{CANARY.email};;;"])
     bad = _request_file(settings.requests / "anselme-brindacier.csv",
