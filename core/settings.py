@@ -25,6 +25,13 @@ ENV_LOG_LEVEL = "ISOLOIR_LOG_LEVEL"
 ENV_RETAIN_RAW = "ISOLOIR_RETAIN_RAW"
 ENV_INGEST_PROCESSES = "ISOLOIR_INGEST_PROCESSES"
 ENV_CHUNK_ROWS = "ISOLOIR_CHUNK_ROWS"
+ENV_RETENTION_DAYS = "ISOLOIR_RETENTION_DAYS"
+ENV_RAW_RETENTION_DAYS = "ISOLOIR_RAW_RETENTION_DAYS"
+
+#: CNIL: a contact's or prospect's data is kept 3 years after the last activity.
+DEFAULT_RETENTION_DAYS = 1095
+#: Raw exports kept in processed/ or quarantine/ hold personal data: a month at most.
+DEFAULT_RAW_RETENTION_DAYS = 30
 
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR"}
 
@@ -43,6 +50,8 @@ class Settings:
     retain_raw: bool = False
     ingest_processes: int = 1  # processes that stage one file's chunks (see pipeline/staging.py)
     chunk_rows: int = 200_000  # rows read, normalized and pseudonymized at a time
+    retention_days: int = DEFAULT_RETENTION_DAYS  # inactivity after which a person is purged
+    raw_retention_days: int = DEFAULT_RAW_RETENTION_DAYS  # age of raw files purged
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -74,6 +83,16 @@ class Settings:
         return self.home / "work"
 
     @property
+    def requests(self) -> Path:
+        """Erasure and objection request files (personal data until processed, then deleted)."""
+        return self.home / "requests"
+
+    @property
+    def processed(self) -> Path:
+        """Raw exports kept after loading when ISOLOIR_RETAIN_RAW is set."""
+        return self.home / "processed"
+
+    @property
     def airflow_home(self) -> Path:
         return self.home / "airflow"
 
@@ -84,9 +103,9 @@ class Settings:
     def ensure_dirs(self) -> None:
         """Create the zone folders; secure-zone folders are private to the owner."""
         for path in (self.home, self.landing, self.quarantine, self.published, self.reports,
-                     self.work, self.airflow_home, self.gx_home):
+                     self.work, self.requests, self.airflow_home, self.gx_home):
             path.mkdir(parents=True, exist_ok=True)
-        for private in (self.landing, self.quarantine, self.work):
+        for private in (self.landing, self.quarantine, self.work, self.requests):
             private.chmod(0o700)
 
 
@@ -134,11 +153,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     processes = _positive_int(env, ENV_INGEST_PROCESSES, min(2, os.cpu_count() or 1))
     chunk_rows = _positive_int(env, ENV_CHUNK_ROWS, 200_000)
+    retention_days = _positive_int(env, ENV_RETENTION_DAYS, DEFAULT_RETENTION_DAYS)
+    raw_retention_days = _positive_int(env, ENV_RAW_RETENTION_DAYS, DEFAULT_RAW_RETENTION_DAYS)
 
     return Settings(home=home, warehouse_url=url, key_file=key_file, has_env_master_key=has_env_key,
                     signing_key_file=signing, plan_file=plan_file, log_level=level,
                     retain_raw=retain in ("1", "true", "yes"), ingest_processes=processes,
-                    chunk_rows=chunk_rows)
+                    chunk_rows=chunk_rows, retention_days=retention_days,
+                    raw_retention_days=raw_retention_days)
 
 
 def default_key_file(settings: Settings) -> Path:

@@ -4,8 +4,9 @@ A DPO or a CNIL inspector checks three things: that the budget cap held (cap, sp
 remaining, and how it was spent over time), that every release was charged and signed (one
 row per ledger entry: cost, mechanism, plan hash, result hash, signature status), and that
 nothing was altered afterwards (the result of ``audit verify``, run here with the public key
-only). It reads the ledger tables, the ``published/`` folder and, for the master key ids in
-use, the ``key_id`` column of ``ingested_files``; never a supporter's row, and never a key.
+only). It reads the ledger tables, the ``published/`` folder, the erasure log (counts of
+erasures and retention purges per month) and, for the master key ids in use, the ``key_id``
+column of ``ingested_files``; never a supporter's row, and never a key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from privacy.signing import VerifyKey, load_verify_key
 from reports.charts import cumulative_chart, gauge
 from reports.html import BR, Markup, esc, join, page, table, tag, write_html
 from reports.i18n import Translator, translator
+from reports.maintenance import erasure_section, read_months
 from warehouse.db import make_engine
+from warehouse.erasure import MonthSummary
 from warehouse.schema import ingested_files, ledger_entries
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class AuditInputs:
     audit: AuditReport | None
     data_docs: Path
     warehouse: str
+    erasure_months: tuple[MonthSummary, ...] | None = ()  # None: not readable
 
 
 def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> AuditInputs:
@@ -67,6 +71,7 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
     budgets: list[BudgetState] = []
     entries: list[LedgerEntry] = []
     master: tuple[tuple[str, int], ...] | None = ()
+    erasures: tuple[MonthSummary, ...] | None = ()
     has_ledger = False
     if engine is None and not _sqlite_missing(settings.warehouse_url):
         engine = make_engine(settings.warehouse_url)
@@ -76,6 +81,8 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
             budgets = read_budgets(conn)
             entries = read_entries(conn)
         master = _master_key_ids(engine)
+        months = read_months(engine)
+        erasures = None if months is None else tuple(months)
     key: VerifyKey | None = None
     error: str | None = None
     try:
@@ -90,7 +97,7 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
     return AuditInputs(budgets=tuple(budgets), entries=tuple(entries),
                        master_key_ids=master, verify_key=key, verify_error=error,
                        audit=audit, data_docs=settings.reports / "data_docs" / "index.html",
-                       warehouse=settings.warehouse_url_safe)
+                       warehouse=settings.warehouse_url_safe, erasure_months=erasures)
 
 
 def _master_key_ids(engine: Engine) -> tuple[tuple[str, int], ...] | None:
@@ -339,7 +346,7 @@ def render_auditor_report(inputs: AuditInputs, *, lang: str, generated_at: datet
                        class_="meta"), Markup("</header>")])
     body = join([header, _verify_section(inputs, tr), _budget_section(inputs, tr),
                  _releases_section(inputs, tr), _data_docs_section(inputs, tr, out),
-                 _keys_section(inputs, tr)])
+                 _keys_section(inputs, tr), erasure_section(inputs.erasure_months, tr)])
     return page(title=tr.t("auditor_title"), lang=tr.lang, body=body)
 
 

@@ -203,6 +203,27 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "key_unreadable": "non lisible avec ces identifiants (rôle auditeur) : voir "
                           "« isoloir keys show » côté pipeline",
         "warehouse": "Entrepôt : {url}",
+        "erasures_title": "Effacements, oppositions et durées de conservation",
+        "erasures_note": "Décomptes par mois, tirés du journal des effacements (jamais un "
+                         "identifiant ni un pseudonyme). Les publications différentiellement "
+                         "privées déjà faites ne sont pas des données personnelles et restent "
+                         "telles quelles ; le budget déjà dépensé reste dépensé.",
+        "erasures_none": "Aucun effacement ni purge enregistré.",
+        "erasures_unreadable": "Journal des effacements non lisible avec ces identifiants.",
+        "col_month": "Mois",
+        "col_requests": "Demandes reçues",
+        "col_requests_unmatched": "dont sans correspondance",
+        "col_persons_erased": "Personnes effacées",
+        "col_rows_erased": "Lignes effacées",
+        "col_persons_purged": "Personnes purgées (inactivité)",
+        "col_rows_purged": "Lignes purgées",
+        "col_raw_files_deleted": "Fichiers bruts supprimés",
+        "col_request_files_rejected": "Fichiers de demandes rejetés",
+        "total": "Total",
+        "maintenance_title": "Isoloir · rapport de maintenance RGPD (DPO)",
+        "maintenance_lead": "Demandes d'effacement (art. 17) et d'opposition (art. 21) "
+                            "traitées, purges de conservation ({days} jours d'inactivité, "
+                            "fichiers bruts après {raw_days} jours). Décomptes seulement.",
     },
     "en": {
         "strategist_title": "Isoloir · campaign strategy report",
@@ -321,6 +342,27 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "key_unreadable": "not readable with these credentials (auditor role): see "
                           "“isoloir keys show” on the pipeline side",
         "warehouse": "Warehouse: {url}",
+        "erasures_title": "Erasures, objections and retention",
+        "erasures_note": "Counts per month, from the erasure log (never an identifier nor a "
+                         "pseudonym). Differentially private releases already published are "
+                         "not personal data and stay as they are; budget already spent stays "
+                         "spent.",
+        "erasures_none": "No erasure or purge recorded.",
+        "erasures_unreadable": "The erasure log is not readable with these credentials.",
+        "col_month": "Month",
+        "col_requests": "Requests received",
+        "col_requests_unmatched": "of which matched nobody",
+        "col_persons_erased": "Persons erased",
+        "col_rows_erased": "Rows erased",
+        "col_persons_purged": "Persons purged (inactivity)",
+        "col_rows_purged": "Rows purged",
+        "col_raw_files_deleted": "Raw files deleted",
+        "col_request_files_rejected": "Request files rejected",
+        "total": "Total",
+        "maintenance_title": "Isoloir · GDPR maintenance report (DPO)",
+        "maintenance_lead": "Erasure (Art. 17) and objection (Art. 21) requests handled, "
+                            "retention purges ({days} days of inactivity, raw files after "
+                            "{raw_days} days). Counts only.",
     },
 }
 

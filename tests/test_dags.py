@@ -47,7 +47,7 @@ def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_dagbag_has_no_import_errors(parsed: dict) -> None:
     assert parsed["errors"] == {}
-    assert set(parsed["dags"]) == {"isoloir_ingest", "isoloir_release"}
+    assert set(parsed["dags"]) == {"isoloir_ingest", "isoloir_release", "isoloir_maintenance"}
 
 
 def test_parsing_is_fast_and_imports_nothing_heavy(parsed: dict) -> None:
@@ -74,6 +74,14 @@ def test_assets_and_schedules(parsed: dict) -> None:
     mapped = [t for t in ingest["tasks"] if t.startswith("file.")]
     assert mapped == ["file.validate_raw", "file.pseudonymize", "file.validate_pseudonymized",
                       "file.load", "file.remove_raw"]
+
+
+def test_maintenance_runs_requests_then_purge_then_report(parsed: dict) -> None:
+    maintenance = parsed["dags"]["isoloir_maintenance"]
+    assert list(maintenance["tasks"]) == ["requests", "purge", "report"]
+    assert maintenance["max_active_runs"] == 1
+    assert {"gdpr", "maintenance"} <= set(maintenance["tags"])
+    assert maintenance["timetable"] == "CronTriggerTimetable"
 
 
 def test_dag_files_hold_no_logic() -> None:

@@ -36,7 +36,7 @@ AIRFLOW_SERVICES = ("airflow-init", "airflow-apiserver", "airflow-scheduler",
                     "airflow-dag-processor", "airflow-triggerer", "worker")
 SERVICES = ("postgres", "redis", *AIRFLOW_SERVICES)
 ONE_SHOT = {"airflow-init"}
-ZONES = ("landing", "quarantine", "published", "reports")
+ZONES = ("landing", "quarantine", "published", "reports", "requests")
 KEY_SECRETS = {"isoloir_master_key", "isoloir_signing_key"}
 _DEFAULT = re.compile(r"\$\{[A-Z0-9_]+:-([^}]*)\}")
 

@@ -164,6 +164,7 @@ def test_the_real_dags_parse(home: Path) -> None:
     real = check_dags(load_settings())  # a real DagBag, in a child process
     assert real.status == "ok", real.detail
     assert "isoloir_ingest" in real.detail and "isoloir_release" in real.detail
+    assert "isoloir_maintenance" in real.detail
 
 
 def test_dag_import_errors_and_crashes_are_named(tmp_path: Path) -> None:

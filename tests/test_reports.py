@@ -665,7 +665,7 @@ def test_reports_read_no_supporter_table_and_leak_no_canary(settings: Settings) 
     for statement in statements:
         tables = set(re.findall(r"(?i)\b(?:from|join)\s+\"?(\w+)", statement))
         assert tables <= {"privacy_budgets", "ledger_entries", "release_results",
-                          "ingested_files", "schema_info", "sqlite_master",
+                          "erasure_log", "ingested_files", "schema_info", "sqlite_master",
                           "sqlite_temp_master"}, statement
     for document in (strategist, auditor):
         for canary in CANARIES:

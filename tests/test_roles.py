@@ -100,7 +100,7 @@ def test_auditor_reads_the_ledger_and_nothing_secure(granted: tuple[Engine, str,
     for table in set(SECURE_TABLES) | set(FORBIDDEN_TO_ALL_BUT_PIPELINE) | {"schema_info"}:
         assert _denied(engine, AUDITOR_ROLE, f'SELECT count(*) FROM "{schema}"."{table}"'), table
     assert _as(engine, AUDITOR_ROLE, f'SELECT count(*) FROM "{schema}".privacy_budgets') == 1
-    for table in ("ledger_entries", "release_results"):
+    for table in ("ledger_entries", "release_results", "erasure_log"):
         assert _as(engine, AUDITOR_ROLE, f'SELECT count(*) FROM "{schema}"."{table}"') == 0
     # Read-only: the auditor cannot alter the evidence it checks.
     assert _denied(engine, AUDITOR_ROLE, f"UPDATE \"{schema}\".privacy_budgets SET spent_rho = '1'")

@@ -133,6 +133,25 @@ ingested_files = Table(
     Column("details", Text),  # JSON: warnings, rule counts; never values
 )
 
+erasure_log = Table(
+    "erasure_log", metadata,
+    # What erasure, objection and retention runs removed: dates, reasons and counts only,
+    # never an identifier nor a pseudonym, so the DPO and the auditor may read it.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("recorded_at", String(32), nullable=False),  # ISO 8601, UTC
+    Column("month", String(7), nullable=False, index=True),  # YYYY-MM of recorded_at
+    # erasure | objection (requests) · inactivity | raw_files (retention) · rejected_file
+    Column("reason", String(16), nullable=False),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("requests_unmatched", Integer, nullable=False, default=0),
+    Column("persons", Integer, nullable=False, default=0),
+    Column("contacts", Integer, nullable=False, default=0),
+    Column("donations", Integer, nullable=False, default=0),
+    Column("identifier_links", Integer, nullable=False, default=0),
+    Column("objections_added", Integer, nullable=False, default=0),
+    Column("files", Integer, nullable=False, default=0),
+)
+
 # ---------------------------------------------------------------- privacy ledger
 privacy_budgets = Table(
     "privacy_budgets", metadata,
@@ -176,5 +195,5 @@ release_results = Table(
 #: Tables that hold pseudonymized rows: only the pipeline role may read them.
 SECURE_TABLES = ("persons", "contacts", "donations", "identifier_links", "objections",
                  "ingested_files")
-#: Tables an auditor may read.
-LEDGER_TABLES = ("privacy_budgets", "ledger_entries", "release_results")
+#: Tables an auditor may read (append-only evidence: the pipeline may not delete from them).
+LEDGER_TABLES = ("privacy_budgets", "ledger_entries", "release_results", "erasure_log")
