@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 import polars as pl
 from sqlalchemy import Connection, Table
@@ -37,7 +38,7 @@ from privacy.pseudonymize import (
     WITHDRAWN,
     previous_column,
 )
-from warehouse import store
+from warehouse import erasure, store
 from warehouse.schema import contacts, donations, identifier_links, people_rows
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,11 @@ def withdraw(conn: Connection, staged: pl.LazyFrame, columns: list[str], at: str
     pseudonyms = pl.concat([rows.get_column(c) for c in ids]).drop_nulls().unique()
     persons = store.lookup(conn, identifier_links, "pseudonym", ["person_id"], pseudonyms) \
         .get_column("person_id").unique().to_list()
-    linked = store.links_of_persons(conn, persons)
-    added = store.add_objections(conn, [*pseudonyms.to_list(), *linked], "objection", at)
-    removed = store.erase_persons(conn, persons)
-    removed_rows = sum(n for table, n in removed.items() if table != "persons")
+    linked = erasure.linked_pseudonyms(conn, persons)
+    added = erasure.add_to_objection_list(conn, {*pseudonyms.to_list(), *linked}, "objection",
+                                          datetime.fromisoformat(at))
+    removed = erasure.delete_persons(conn, persons)
+    removed_rows = removed.rows - removed.persons
     log.info("withdrawal: %d person(s) named by do_not_contact rows left the analytics "
              "(%d rows removed, %d identifiers added to the objection list)",
              len(persons), removed_rows, added)

@@ -38,6 +38,7 @@ from warehouse.schema import (
     identifier_links,
     ingested_files,
     objections,
+    people_rows,
     persons,
 )
 
@@ -101,6 +102,8 @@ def delete_persons(conn: Connection, person_ids: Iterable[str]) -> RemovedRows:
     """Delete these persons everywhere (inside the caller's transaction); idempotent."""
     counts = dict.fromkeys(("persons", "contacts", "donations", "identifier_links"), 0)
     for batch in _batches(person_ids):
+        # people_rows only records which state of a source row was applied: no count of its own
+        conn.execute(delete(people_rows).where(people_rows.c.person_id.in_(batch)))
         for table in (contacts, donations, identifier_links, persons):
             result = conn.execute(delete(table).where(table.c.person_id.in_(batch)))
             counts[table.name] += max(int(result.rowcount or 0), 0)

@@ -228,16 +228,6 @@ def add_objections(conn: Connection, pseudonyms: Iterable[str], reason: str, at:
     return len(fresh)
 
 
-def erase_persons_by_pseudonyms(conn: Connection, pseudonyms: Iterable[str]) -> int:
-    """Art. 17: delete every row of the persons these identifier pseudonyms resolve to."""
-    found = set(conn.execute(select(identifier_links.c.person_id)
-                             .where(identifier_links.c.pseudonym.in_(list(pseudonyms)))).scalars())
-    for pid in sorted(found):
-        for table in (contacts, donations, identifier_links, persons):
-            conn.execute(delete(table).where(table.c.person_id == pid))
-    return len(found)
-
-
 # ------------------------------------------------------------------ keyed lookups and edits
 
 #: From this many keys on, a lookup joins a temporary table instead of batched ``IN`` lists.
@@ -333,26 +323,6 @@ def rekey(conn: Connection, table: Table, key: str, pairs: pl.DataFrame) -> int:
                     move.select("new", "old").rows())
     cur.close()
     return move.height
-
-
-def erase_persons(conn: Connection, person_ids: Iterable[str]) -> dict[str, int]:
-    """Delete persons and every row that is theirs; returns rows removed per table."""
-    ids = sorted(set(person_ids))
-    removed: dict[str, int] = {}
-    for table in (contacts, donations, identifier_links, people_rows, persons):
-        removed[table.name] = delete_keys(conn, table, "person_id", ids)
-    return removed
-
-
-def links_of_persons(conn: Connection, person_ids: Iterable[str]) -> list[str]:
-    """Every identifier pseudonym linked to these persons (to put them on the objection list)."""
-    ids = sorted(set(person_ids))
-    found: list[str] = []
-    for start in range(0, len(ids), _LOOKUP_BATCH):
-        batch = ids[start:start + _LOOKUP_BATCH]
-        found += conn.execute(select(identifier_links.c.pseudonym)
-                              .where(identifier_links.c.person_id.in_(batch))).scalars().all()
-    return found
 
 
 def replace_people_rows(conn: Connection, rows: pl.DataFrame, file_sha: str) -> None:
