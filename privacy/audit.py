@@ -14,6 +14,9 @@ The audit needs read access to the three ledger tables, the ``published/`` folde
    within the cap.
 4. **Published files**: every file in ``published/`` is named in a signed result, with the
    same sha256. Files whose name starts with ``.`` (partial writes) are skipped.
+5. **Runs admitted whole**: the entries of one run admission are parts 1, 2, ... n of n,
+   consecutive in the chain, of one run id, dataset and plan, written at one instant (one
+   transaction). An admission that stops short, or a part out of place, is named.
 
 Every problem names the entry (seq and release id) it is about; the report's
 :attr:`AuditReport.first_broken` is the broken entry with the lowest seq.
@@ -52,7 +55,7 @@ from privacy.signing import VerifyKey, load_verify_key
 
 log = logging.getLogger(__name__)
 
-ProblemKind = Literal["chain", "result", "totals", "file"]
+ProblemKind = Literal["chain", "result", "totals", "file", "run"]
 #: Published file names: ``<query name>--<release id>.<csv|parquet|json>``.
 PUBLISHED_NAME = re.compile(r"^(?P<query>.+)--(?P<release>r-[0-9a-f]{24})\.(csv|parquet|json)$")
 
@@ -143,6 +146,7 @@ def verify(engine: Engine, verify_key: VerifyKey, published_dir: Path) -> AuditR
     problems: list[AuditProblem] = []
     by_release = {e.release_id: e for e in entries}
     problems += _check_chain(entries, verify_key, results)
+    problems += _check_runs(entries)
     signed_files, result_problems = _check_results(results, by_release, verify_key)
     problems += result_problems
     datasets, totals_problems = _check_totals(entries, budgets)
@@ -230,6 +234,45 @@ def _check_chain(entries: list[LedgerEntry], key: VerifyKey,
         if entry.result_hash is None and entry.release_id in results:
             problems.append(problem("has a signed result but its result_hash is empty"))
         prev_hash = entry.entry_hash
+    return problems
+
+
+def _check_runs(entries: list[LedgerEntry]) -> list[AuditProblem]:
+    """Every run admission is whole: parts 1..n of n, consecutive, one run, one transaction."""
+    problems: list[AuditProblem] = []
+
+    def problem(entry: LedgerEntry, detail: str) -> AuditProblem:
+        return AuditProblem("run", detail, seq=entry.seq, release_id=entry.release_id,
+                            dataset_id=entry.dataset_id)
+
+    current: LedgerEntry | None = None  # the last part of the admission still open
+    for entry in sorted(entries, key=lambda e: e.seq):
+        run, part, size = entry.run_id, entry.run_part, entry.run_size
+        follows = (current is not None and part is not None and run == current.run_id
+                   and size == current.run_size and part == (current.run_part or 0) + 1
+                   and entry.seq == current.seq + 1 and entry.dataset_id == current.dataset_id
+                   and entry.plan_hash == current.plan_hash
+                   and entry.created_at == current.created_at)
+        if current is not None and not follows:
+            problems.append(problem(current, f"admission of run {current.run_id!r} stops at "
+                                    f"part {current.run_part} of {current.run_size}"))
+            current = None
+        if run is None and part is None and size is None:
+            continue  # charged outside any run
+        if run is None or part is None or size is None:
+            problems.append(problem(entry, "run_id, run_part and run_size are partly empty"))
+            continue
+        if not 1 <= part <= size:
+            problems.append(problem(entry, f"run part {part} of {size} is out of range"))
+            continue
+        if part > 1 and not follows:
+            problems.append(problem(entry, f"part {part} of {size} of run {run!r} does not "
+                                    f"directly follow part {part - 1} of the same admission"))
+            continue
+        current = entry if part < size else None
+    if current is not None:
+        problems.append(problem(current, f"admission of run {current.run_id!r} stops at part "
+                                f"{current.run_part} of {current.run_size}"))
     return problems
 
 

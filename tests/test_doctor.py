@@ -27,7 +27,7 @@ from core.settings import Settings, load_settings
 from privacy.keys import write_new_key_file
 from privacy.signing import create_signing_key, public_key_path
 from warehouse.db import ensure_schema, make_engine
-from warehouse.schema import privacy_budgets
+from warehouse.schema import SCHEMA_VERSION, privacy_budgets
 
 runner = CliRunner()
 
@@ -68,7 +68,7 @@ def test_a_ready_installation_is_all_ok(home: Path) -> None:
     assert {c["status"] for c in checks.values()} == {"ok"}
     assert "mode 0600" in checks["master key"]["detail"]
     assert "key ids k1" in checks["master key"]["detail"]
-    assert "schema version 1" in checks["warehouse"]["detail"]
+    assert f"schema version {SCHEMA_VERSION}" in checks["warehouse"]["detail"]
     table = runner.invoke(app, ["doctor"])
     assert table.exit_code == 0 and "privacy budget" in table.stdout
 

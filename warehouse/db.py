@@ -7,10 +7,10 @@ PostgreSQL gets psycopg 3. ``ensure_schema`` is idempotent and checks the schema
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from core.errors import IsoloirError
@@ -75,8 +75,25 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 conn.info.pop("sqlite_begin", None)
 
 
+def _v1_to_v2(conn: Connection) -> None:
+    """Ledger entries gain the run admission they belong to (nullable: older entries have none)."""
+    for column, kind in (("run_id", "VARCHAR(200)"), ("run_part", "INTEGER"),
+                         ("run_size", "INTEGER")):
+        conn.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN {column} {kind}"))
+
+
+#: Steps from one schema version to the next, keyed by the version they start from. Each runs
+#: in the transaction that records the new version, so a failed step changes nothing.
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+
+
 def ensure_schema(engine: Engine) -> int:
-    """Create missing tables and record the schema version; refuse a newer or older schema."""
+    """Create missing tables and record the schema version; migrate an older schema step by
+    step (:data:`MIGRATIONS`), refuse a newer one.
+
+    Migrations alter tables, so on PostgreSQL they need the tables' owner (``airflow-init``
+    runs this as the administrator); the pipeline role only ever finds the schema current.
+    """
     metadata.create_all(engine)
     with engine.begin() as conn:
         row = conn.execute(select(schema_info.c.version)).first()
@@ -84,11 +101,17 @@ def ensure_schema(engine: Engine) -> int:
             conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
             log.info("warehouse schema created at version %d", SCHEMA_VERSION)
             return SCHEMA_VERSION
-        if row.version != SCHEMA_VERSION:
+        version = int(row.version)
+        while version < SCHEMA_VERSION and version in MIGRATIONS:
+            MIGRATIONS[version](conn)
+            version += 1
+            conn.execute(update(schema_info).values(version=version))
+            log.info("warehouse schema migrated to version %d", version)
+        if version != SCHEMA_VERSION:
             raise SchemaVersionError(
-                f"warehouse schema is version {row.version}, this Isoloir expects "
+                f"warehouse schema is version {version}, this Isoloir expects "
                 f"{SCHEMA_VERSION}; run the migration before loading")
-        return int(row.version)
+        return version
 
 
 def schema_version(engine: Engine) -> int | None:
