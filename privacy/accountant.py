@@ -54,7 +54,7 @@ from privacy.ledger import (
     result_message,
     sha256_hex,
 )
-from privacy.signing import SigningKey
+from privacy.signing import SigningKey, VerifyKey, VerifyKeyring
 from warehouse.db import write_transaction
 from warehouse.schema import ledger_entries, privacy_budgets, release_results
 
@@ -307,10 +307,15 @@ def _existing(conn: Connection, releases: Iterable[str]) -> tuple[LedgerEntry, .
 class Accountant:
     """Opens budgets, charges releases, records their results; signs every ledger row."""
 
-    def __init__(self, engine: Engine, signing_key: SigningKey, *, clock: Clock = utc_now) -> None:
+    def __init__(self, engine: Engine, signing_key: SigningKey, *, clock: Clock = utc_now,
+                 retired_keys: Sequence[VerifyKey] = ()) -> None:
+        """``retired_keys``: public halves of earlier signing keys, so that results recorded
+        before a key rotation can still be verified and republished."""
         self._engine = engine
         self._key = signing_key
         self._clock = clock
+        self._ring = VerifyKeyring((signing_key.verify_key, *(
+            k for k in retired_keys if k.key_id != signing_key.key_id)))
 
     # ----------------------------------------------------------------- budgets
 
@@ -517,7 +522,6 @@ class Accountant:
         if stored is None or row is None:
             raise InvariantViolation(f"release {release} has no recorded result")
         entry = entry_from_row(row._mapping)
-        verify = self._key.verify_key
         problem = None
         try:
             result = stored.parsed()
@@ -526,8 +530,8 @@ class Accountant:
                                "`isoloir audit verify`") from None
         if sha256_hex(stored.result_json) != stored.result_hash:
             problem = "its hash does not match its content"
-        elif not verify.verify(result_message(release, stored.result_hash, stored.recorded_at),
-                               stored.signature):
+        elif self._ring.signer(result_message(release, stored.result_hash, stored.recorded_at),
+                               stored.signature) is None:
             problem = "its signature does not verify"
         elif entry.result_hash != stored.result_hash or result.entry_hash != entry.entry_hash:
             problem = "it does not match its ledger entry"

@@ -225,7 +225,7 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     with nothing charged and nothing published, when the run's unreleased queries cost more
     than what is left; :class:`RunSelectionError` (exit 2) for an unknown query name.
     """
-    from privacy.signing import load_signing_key
+    from privacy.signing import load_signing_key, load_verify_key, retired_public_keys
     from warehouse.db import ensure_schema, make_engine
 
     if not run_id.strip():
@@ -238,7 +238,9 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     settings.ensure_dirs()
     db = make_engine(settings.warehouse_url)
     ensure_schema(db)
-    accountant = Accountant(db, load_signing_key(settings.signing_key_file), clock=clock)
+    accountant = Accountant(db, load_signing_key(settings.signing_key_file), clock=clock,
+                            retired_keys=[load_verify_key(p) for p in
+                                          retired_public_keys(settings.signing_key_file)])
     cap = BudgetCap.from_plan(plan.cap)
     accountant.open_budget(plan.dataset_id, cap)
     phash = plan_hash(plan)
