@@ -25,20 +25,27 @@ _SHOWN = 20
 
 @audit_app.command("verify")
 def verify(
-    public_key: Annotated[Path | None, typer.Option(
-        "--public-key", help="Public signing key (default: <ISOLOIR_SIGNING_KEY_FILE>.pub).",
+    public_key: Annotated[list[Path] | None, typer.Option(
+        "--public-key", help="A public signing key the auditor holds (repeatable; default: "
+        "<ISOLOIR_SIGNING_KEY_FILE>.pub and the retired .pub files kept beside it).",
         dir_okay=False)] = None,
+    public_keys: Annotated[Path | None, typer.Option(
+        "--public-keys", help="A folder of public signing keys (*.pub): every key the ledger "
+        "was signed with, after key rotations.", file_okay=False, exists=True)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute the ledger's hash chain, signatures, totals and published files' hashes.
 
-    Exits 0 when everything holds, 4 on any failure, naming the first broken entry.
+    Each entry is checked with the public key it names, among those given. Exits 0 when
+    everything holds, 4 on any failure, naming the first broken entry (or the first entry
+    signed by a key not given).
     """
     settings = settings_or_exit()
     try:
         from privacy.audit import verify_settings
 
-        report = verify_settings(settings, public_key=public_key, raise_on_failure=False)
+        given = [*(public_key or []), *([public_keys] if public_keys is not None else [])]
+        report = verify_settings(settings, public_keys=given or None, raise_on_failure=False)
     except IsoloirError as err:
         message = f"audit could not run: {err}"
         if as_json:

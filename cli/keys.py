@@ -1,4 +1,5 @@
-"""`isoloir keys`: create and rotate the master key, create the ledger signing key, show key ids."""
+"""`isoloir keys`: create and rotate the master key, create and rotate the ledger signing key,
+show key ids."""
 
 from __future__ import annotations
 
@@ -82,6 +83,44 @@ def rotate(
         path = key_file or default_key_file(settings)
         key = add_key_version(path)
     console.print(f"added key {key.key_id} to {path}")
+
+
+@keys_app.command("rotate-signing")
+def rotate_signing(
+    signing_key_file: Annotated[Path | None, typer.Option(
+        help="Ledger signing key to rotate (default: ISOLOIR_SIGNING_KEY_FILE).")] = None,
+    destroy_old: Annotated[bool, typer.Option(
+        "--destroy-old", help="Delete the old private half instead of keeping it aside as "
+        "<file>.<old id>.retired (for a leaked key: it must never sign again).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Make a new Ed25519 ledger signing key; entries from then on carry its key id.
+
+    The old public half is kept as <file>.<old id>.pub (give it to the auditors: past entries
+    verify with it); the old private half is moved aside, or deleted with --destroy-old. Run
+    it where the key lives (offline), then install the new key and every .pub file.
+    """
+    settings = settings_or_exit()
+    with handled_errors(as_json):
+        from privacy.signing import rotate_signing_key
+
+        path = signing_key_file or settings.signing_key_file
+        done = rotate_signing_key(path, destroy_old=destroy_old)
+    payload = {"ok": True, "signing_key_file": str(done.new.path),
+               "signing_key_id": done.new.key_id,
+               "signing_public_key_file": str(done.new.public_path),
+               "old_signing_key_id": done.old_key_id,
+               "old_public_key_file": str(done.retired_public),
+               "old_private_key": "destroyed" if done.retired_private is None and destroy_old
+               else str(done.retired_private) if done.retired_private else "missing (lost)"}
+    if as_json:
+        emit_json(payload)
+        return
+    for name, value in payload.items():
+        if name != "ok":
+            console.print(f"{name}: {value}", highlight=False)
+    console.print("Give the auditors both .pub files; record the date of the change.",
+                  highlight=False)
 
 
 @keys_app.command("show")

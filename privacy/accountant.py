@@ -1,7 +1,10 @@
 """The accountant: the one path that spends privacy budget, and the only writer of the ledger.
 
 Every release is charged **before** its noise is drawn, in one database transaction that
-cannot overspend even when several DAG runs race:
+cannot overspend even when several DAG runs race. A run is **admitted whole**
+(:meth:`Accountant.admit_run`): the ρ of all its queries is checked and charged in that one
+transaction, so concurrent runs never split the last of the budget between them and publish a
+patchwork; a run that does not fit is refused with nothing charged. Locking:
 
 * on PostgreSQL the dataset's budget row is locked (``SELECT ... FOR UPDATE``), then a
   transaction-level advisory lock serializes appends to the (global) hash chain;
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
@@ -51,7 +54,7 @@ from privacy.ledger import (
     result_message,
     sha256_hex,
 )
-from privacy.signing import SigningKey
+from privacy.signing import SigningKey, VerifyKey, VerifyKeyring
 from warehouse.db import write_transaction
 from warehouse.schema import ledger_entries, privacy_budgets, release_results
 
@@ -158,16 +161,38 @@ class BudgetState:
 
 
 class InsufficientBudget(BudgetExhaustedError):
-    """The remaining budget cannot cover a charge (exit code 3). Says what was asked and left."""
+    """The remaining budget cannot cover a charge (exit code 3). Says what was asked and left,
+    and, for a run, which run and how many queries the ask covers."""
 
     def __init__(self, dataset_id: str, asked: Fraction, remaining: Fraction,
-                 delta: Decimal | None) -> None:
+                 delta: Decimal | None, *, run_id: str | None = None,
+                 queries: int | None = None) -> None:
         self.dataset_id = dataset_id
         self.asked = asked
         self.remaining = remaining
-        super().__init__(f"budget exhausted: asked {describe_rho(asked, delta)}, remaining "
-                         f"{describe_rho(remaining, delta)} of dataset {dataset_id!r}; "
-                         "nothing was charged")
+        self.run_id = run_id
+        self.queries = queries
+        what = "" if run_id is None else f" for run {run_id!r}" + (
+            "" if queries is None else f" ({queries} {'query' if queries == 1 else 'queries'})")
+        runs = "" if run_id is None else (
+            " and nothing published: a run is admitted whole or not at all")
+        super().__init__(f"budget exhausted: asked {describe_rho(asked, delta)}{what}, "
+                         f"remaining {describe_rho(remaining, delta)} of dataset "
+                         f"{dataset_id!r}; nothing was charged{runs}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable with its fields (a refused run in a worker process arrives whole)."""
+        return (_rebuild_insufficient, (self.dataset_id, self.asked, self.remaining,
+                                        self.args[0], self.run_id, self.queries))
+
+
+def _rebuild_insufficient(dataset_id: str, asked: Fraction, remaining: Fraction, message: str,
+                          run_id: str | None, queries: int | None) -> InsufficientBudget:
+    err = InsufficientBudget.__new__(InsufficientBudget)
+    BudgetExhaustedError.__init__(err, message)
+    err.dataset_id, err.asked, err.remaining = dataset_id, asked, remaining
+    err.run_id, err.queries = run_id, queries
+    return err
 
 
 class CapMismatch(PlanError):
@@ -191,6 +216,44 @@ class ChargeRequest:
             raise InvariantViolation("a charge must be a positive exact fraction")
         if not 0 < len(self.mechanism) <= MECHANISM_MAX:
             raise InvariantViolation(f"a mechanism name has 1 to {MECHANISM_MAX} characters")
+
+
+#: Width of ``ledger_entries.run_id``.
+RUN_ID_MAX = 200
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run's charges, admitted together or not at all (all for one dataset, distinct ids)."""
+
+    dataset_id: str
+    run_id: str
+    charges: tuple[ChargeRequest, ...]
+
+    def __post_init__(self) -> None:
+        if not self.run_id.strip() or len(self.run_id) > RUN_ID_MAX:
+            raise InvariantViolation(f"a run id has 1 to {RUN_ID_MAX} characters")
+        if not self.charges:
+            raise InvariantViolation("a run admits at least one charge")
+        if any(c.dataset_id != self.dataset_id for c in self.charges):
+            raise InvariantViolation("every charge of a run is for the run's dataset")
+        if len({c.release_id for c in self.charges}) != len(self.charges):
+            raise InvariantViolation("a run charges each release id once")
+
+    @property
+    def cost(self) -> Fraction:
+        return sum((c.cost for c in self.charges), Fraction(0))
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The ledger entries of an admitted run, in chain order. ``fresh`` is False when some of
+    its release ids were already charged (by a concurrent run of the same id): then nothing
+    was charged by this call, and ``entries`` are those already there."""
+
+    run_id: str
+    entries: tuple[LedgerEntry, ...]
+    fresh: bool
 
 
 @dataclass(frozen=True)
@@ -231,15 +294,28 @@ def _state(row: Any, releases: int) -> BudgetState:
                        releases=releases, created_at=row["created_at"])
 
 
+def _existing(conn: Connection, releases: Iterable[str]) -> tuple[LedgerEntry, ...]:
+    """Entries already charged under any of these release ids, in chain order."""
+    rows = conn.execute(select(ledger_entries)
+                        .where(ledger_entries.c.release_id.in_(list(releases)))
+                        .order_by(ledger_entries.c.seq))
+    return tuple(entry_from_row(r._mapping) for r in rows)
+
+
 # --------------------------------------------------------------------------- accountant
 
 class Accountant:
     """Opens budgets, charges releases, records their results; signs every ledger row."""
 
-    def __init__(self, engine: Engine, signing_key: SigningKey, *, clock: Clock = utc_now) -> None:
+    def __init__(self, engine: Engine, signing_key: SigningKey, *, clock: Clock = utc_now,
+                 retired_keys: Sequence[VerifyKey] = ()) -> None:
+        """``retired_keys``: public halves of earlier signing keys, so that results recorded
+        before a key rotation can still be verified and republished."""
         self._engine = engine
         self._key = signing_key
         self._clock = clock
+        self._ring = VerifyKeyring((signing_key.verify_key, *(
+            k for k in retired_keys if k.key_id != signing_key.key_id)))
 
     # ----------------------------------------------------------------- budgets
 
@@ -280,13 +356,19 @@ class Accountant:
         with self._engine.connect() as conn:
             return next((b for b in read_budgets(conn) if b.dataset_id == dataset_id), None)
 
-    def require(self, dataset_id: str, asked: Fraction) -> BudgetState:
-        """Refuse up front (before any data is read) when ``asked`` exceeds what is left."""
+    def require(self, dataset_id: str, asked: Fraction, *, run_id: str | None = None,
+                queries: int | None = None) -> BudgetState:
+        """Refuse up front (before any data is read) when ``asked`` exceeds what is left.
+
+        An early, unlocked look: it spares reading the warehouse for a run that cannot fit
+        now; the guarantee is the check inside :meth:`admit_run`'s transaction.
+        """
         state = self.budget(dataset_id)
         if state is None:
             raise InvariantViolation(f"budget of {dataset_id!r} was not opened")
         if asked > state.remaining:
-            raise InsufficientBudget(dataset_id, asked, state.remaining, state.cap.delta)
+            raise InsufficientBudget(dataset_id, asked, state.remaining, state.cap.delta,
+                                     run_id=run_id, queries=queries)
         return state
 
     # ----------------------------------------------------------------- releases
@@ -317,49 +399,84 @@ class Accountant:
                                  f"charge {MAX_ATTEMPTS} times; investigate before retrying")
 
     def charge(self, request: ChargeRequest) -> Charge:
-        """Append a signed ledger entry and spend its cost, atomically; never overspends."""
+        """Charge one release outside any run (its entry states no run); never overspends."""
+        entries, fresh = self._append(request.dataset_id, (request,), run_id=None)
+        return Charge(entries[0], fresh=fresh)
+
+    def admit_run(self, run: RunRequest) -> Admission:
+        """Charge every query of a run in one transaction, before any noise: all or nothing.
+
+        The entries are appended consecutively, each stating the run id and its place in the
+        admission (part ``i`` of ``n``), so the audit can prove the run was admitted whole.
+        Raises :class:`InsufficientBudget` (nothing charged) when the run's total exceeds what
+        is left; returns ``fresh=False`` (nothing charged) when any of its release ids is
+        already in the ledger.
+        """
+        entries, fresh = self._append(run.dataset_id, run.charges, run_id=run.run_id)
+        return Admission(run.run_id, entries, fresh)
+
+    def _append(self, dataset_id: str, requests: Sequence[ChargeRequest], *,
+                run_id: str | None) -> tuple[tuple[LedgerEntry, ...], bool]:
+        """The one spend path: lock, check, append signed entries, spend; one transaction."""
+        cost = sum((r.cost for r in requests), Fraction(0))
         with write_transaction(self._engine) as conn:
             budget = conn.execute(select(privacy_budgets)
-                                  .where(privacy_budgets.c.dataset_id == request.dataset_id)
+                                  .where(privacy_budgets.c.dataset_id == dataset_id)
                                   .with_for_update()).first()
             if budget is None:
-                raise InvariantViolation(f"budget of {request.dataset_id!r} was not opened")
+                raise InvariantViolation(f"budget of {dataset_id!r} was not opened")
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
-            existing = conn.execute(select(ledger_entries).where(
-                ledger_entries.c.release_id == request.release_id)).first()
-            if existing is not None:
-                return Charge(entry_from_row(existing._mapping), fresh=False)
+            existing = _existing(conn, (r.release_id for r in requests))
+            if existing:
+                return existing, False
             state = _state(budget._mapping, 0)
-            if request.cost > state.remaining:
-                raise InsufficientBudget(request.dataset_id, request.cost, state.remaining,
-                                         state.cap.delta)
+            if cost > state.remaining:
+                raise InsufficientBudget(dataset_id, cost, state.remaining, state.cap.delta,
+                                         run_id=run_id,
+                                         queries=None if run_id is None else len(requests))
             tip = conn.execute(select(ledger_entries.c.seq, ledger_entries.c.entry_hash)
                                .order_by(ledger_entries.c.seq.desc()).limit(1)).first()
-            seq = 1 if tip is None else tip.seq + 1
+            seq = 0 if tip is None else tip.seq
             prev = GENESIS_HASH if tip is None else tip.entry_hash
-            fields = hashed_fields(seq=seq, dataset_id=request.dataset_id,
-                                   release_id=request.release_id, plan_hash=request.plan_hash,
-                                   query=request.query, mechanism=request.mechanism,
-                                   cost_rho=fraction_text(request.cost),
-                                   snapshot_hash=request.snapshot_hash,
-                                   signing_key_id=self._key.key_id,
-                                   created_at=timestamp(self._clock()))
-            digest = compute_entry_hash(fields, prev)
-            entry = LedgerEntry(seq=seq, dataset_id=request.dataset_id,
-                                release_id=request.release_id, plan_hash=request.plan_hash,
-                                query=request.query, mechanism=request.mechanism,
-                                cost_rho=fraction_text(request.cost),
-                                snapshot_hash=request.snapshot_hash, result_hash=None, prev_hash=prev, entry_hash=digest,
-                                signature=self._key.sign(entry_message(digest)),
-                                signing_key_id=self._key.key_id, created_at=fields["created_at"])
-            conn.execute(insert(ledger_entries).values(**entry.row()))
+            created_at = timestamp(self._clock())
+            entries = []
+            for part, request in enumerate(requests, start=1):
+                seq += 1
+                entry = self._signed_entry(request, seq, prev, created_at, run_id=run_id,
+                                           run_part=None if run_id is None else part,
+                                           run_size=None if run_id is None else len(requests))
+                entries.append(entry)
+                prev = entry.entry_hash
+            conn.execute(insert(ledger_entries), [e.row() for e in entries])
             conn.execute(update(privacy_budgets)
-                         .where(privacy_budgets.c.dataset_id == request.dataset_id)
-                         .values(spent_rho=fraction_text(state.spent + request.cost)))
-        log.info("charged release %s (seq %d): %s", entry.release_id, seq,
-                 describe_rho(request.cost, state.cap.delta))
-        return Charge(entry, fresh=True)
+                         .where(privacy_budgets.c.dataset_id == dataset_id)
+                         .values(spent_rho=fraction_text(state.spent + cost)))
+        for entry in entries:
+            log.info("charged release %s (seq %d%s): %s", entry.release_id, entry.seq,
+                     "" if run_id is None else f", run {run_id} part {entry.run_part}/"
+                     f"{entry.run_size}", describe_rho(entry.cost, state.cap.delta))
+        return tuple(entries), True
+
+    def _signed_entry(self, request: ChargeRequest, seq: int, prev: str, created_at: str, *,
+                      run_id: str | None, run_part: int | None,
+                      run_size: int | None) -> LedgerEntry:
+        fields = hashed_fields(seq=seq, dataset_id=request.dataset_id,
+                               release_id=request.release_id, plan_hash=request.plan_hash,
+                               query=request.query, mechanism=request.mechanism,
+                               cost_rho=fraction_text(request.cost),
+                               snapshot_hash=request.snapshot_hash,
+                               signing_key_id=self._key.key_id, created_at=created_at,
+                               run_id=run_id, run_part=run_part, run_size=run_size)
+        digest = compute_entry_hash(fields, prev)
+        return LedgerEntry(seq=seq, dataset_id=request.dataset_id,
+                           release_id=request.release_id, plan_hash=request.plan_hash,
+                           query=request.query, mechanism=request.mechanism,
+                           cost_rho=fields["cost_rho"], snapshot_hash=request.snapshot_hash,
+                           result_hash=None, prev_hash=prev, entry_hash=digest,
+                           signature=self._key.sign(entry_message(digest)),
+                           signing_key_id=self._key.key_id, created_at=created_at,
+                           run_id=run_id, run_part=run_part, run_size=run_size)
 
     def record_result(self, entry: LedgerEntry, files: Sequence[PublishedFile]) -> StoredResult:
         """Store and sign what a charged release produced, and link it from its entry.
@@ -405,7 +522,6 @@ class Accountant:
         if stored is None or row is None:
             raise InvariantViolation(f"release {release} has no recorded result")
         entry = entry_from_row(row._mapping)
-        verify = self._key.verify_key
         problem = None
         try:
             result = stored.parsed()
@@ -414,8 +530,8 @@ class Accountant:
                                "`isoloir audit verify`") from None
         if sha256_hex(stored.result_json) != stored.result_hash:
             problem = "its hash does not match its content"
-        elif not verify.verify(result_message(release, stored.result_hash, stored.recorded_at),
-                               stored.signature):
+        elif self._ring.signer(result_message(release, stored.result_hash, stored.recorded_at),
+                               stored.signature) is None:
             problem = "its signature does not verify"
         elif entry.result_hash != stored.result_hash or result.entry_hash != entry.entry_hash:
             problem = "it does not match its ledger entry"

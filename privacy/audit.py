@@ -1,19 +1,24 @@
 """`audit verify`: recompute the ledger from scratch and say where it first breaks.
 
 The audit needs read access to the three ledger tables, the ``published/`` folder, and the
-**public** half of the signing key; nothing it does writes. It checks, in order:
+**public** halves of the signing keys (every key the ledger was signed with, when the key was
+rotated); nothing it does writes. It checks, in order:
 
 1. **Chain**: entries are numbered 1, 2, 3... without gaps; each ``prev_hash`` is the previous
    entry's ``entry_hash`` (64 zeros for the first); each ``entry_hash`` is recomputed from the
-   entry's fields; each signature verifies with the public key, whose id the entry names.
+   entry's fields; each signature verifies with the public key whose id the entry names (an
+   entry signed by a key the auditor does not hold cannot be checked, and is named).
 2. **Results**: every ``release_results`` row hashes to its ``result_hash``, carries a valid
-   signature, and names an existing entry (by seq and entry hash) whose ``result_hash`` equals
+   signature by one of the held keys, and names an existing entry (by seq and entry hash) whose ``result_hash`` equals
    it; an entry with a ``result_hash`` has such a row. An entry without a result is a release
    charged and never finished (a crash): its budget stays spent, which is legitimate.
 3. **Totals**: per dataset, the entries' exact costs sum to the ``spent_rho`` column and stay
    within the cap.
 4. **Published files**: every file in ``published/`` is named in a signed result, with the
    same sha256. Files whose name starts with ``.`` (partial writes) are skipped.
+5. **Runs admitted whole**: the entries of one run admission are parts 1, 2, ... n of n,
+   consecutive in the chain, of one run id, dataset and plan, written at one instant (one
+   transaction). An admission that stops short, or a part out of place, is named.
 
 Every problem names the entry (seq and release id) it is about; the report's
 :attr:`AuditReport.first_broken` is the broken entry with the lowest seq.
@@ -48,11 +53,17 @@ from privacy.ledger import (
     result_message,
     sha256_hex,
 )
-from privacy.signing import VerifyKey, load_verify_key
+from privacy.signing import (
+    VerifyKey,
+    VerifyKeyring,
+    installed_verify_keys,
+    load_verify_keys,
+    verify_keys_or,
+)
 
 log = logging.getLogger(__name__)
 
-ProblemKind = Literal["chain", "result", "totals", "file"]
+ProblemKind = Literal["chain", "result", "totals", "file", "run"]
 #: Published file names: ``<query name>--<release id>.<csv|parquet|json>``.
 PUBLISHED_NAME = re.compile(r"^(?P<query>.+)--(?P<release>r-[0-9a-f]{24})\.(csv|parquet|json)$")
 
@@ -96,12 +107,19 @@ class DatasetTotals:
 class AuditReport:
     """What ``audit verify`` found; ``ok`` only when every check holds."""
 
-    verify_key_id: str
+    verify_key_ids: tuple[str, ...]
     entries: int
     results: int
     files_checked: int
     datasets: tuple[DatasetTotals, ...]
     problems: tuple[AuditProblem, ...] = field(default=())
+    #: Per key id the entries name: (key id, entries, first seq, last seq), in chain order.
+    signing_keys: tuple[tuple[str, int, int, int], ...] = field(default=())
+
+    @property
+    def verify_key_id(self) -> str:
+        """The held public keys' ids, comma-separated (for one-line displays)."""
+        return ", ".join(self.verify_key_ids)
 
     @property
     def ok(self) -> bool:
@@ -118,15 +136,22 @@ class AuditReport:
     def summary(self) -> str:
         first = self.first_broken
         if first is None:
+            keys = "; ".join(f"key {k}: {n} entries (seq {a}–{b})"
+                             for k, n, a, b in self.signing_keys) or \
+                f"key {self.verify_key_id}"
             return (f"ledger verified: {self.entries} entries, {self.results} signed results, "
-                    f"{self.files_checked} published files, key {self.verify_key_id}")
+                    f"{self.files_checked} published files; {keys}")
         return (f"ledger does not verify ({len(self.problems)} problem(s)); first broken: "
                 f"{first.describe()}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (XCom-safe): counts, totals and problems; no data values."""
         first = self.first_broken
-        return {"ok": self.ok, "verify_key_id": self.verify_key_id, "entries": self.entries,
+        return {"ok": self.ok, "verify_key_id": self.verify_key_id,
+                "verify_key_ids": list(self.verify_key_ids),
+                "signing_keys": [{"key_id": k, "entries": n, "first_seq": a, "last_seq": b}
+                                 for k, n, a, b in self.signing_keys],
+                "entries": self.entries,
                 "results": self.results, "files_checked": self.files_checked,
                 "datasets": [asdict(d) for d in self.datasets],
                 "first_broken": None if first is None else asdict(first) | {
@@ -134,39 +159,59 @@ class AuditReport:
                 "problems": [asdict(p) | {"message": p.describe()} for p in self.problems]}
 
 
-def verify(engine: Engine, verify_key: VerifyKey, published_dir: Path) -> AuditReport:
-    """Recompute the chain, signatures, totals and published files' hashes (read-only)."""
+def verify(engine: Engine, verify_keys: VerifyKey | VerifyKeyring,
+           published_dir: Path) -> AuditReport:
+    """Recompute the chain, signatures, totals and published files' hashes (read-only).
+
+    ``verify_keys``: every public key the auditor holds; each entry is checked with the key
+    it names.
+    """
+    ring = verify_keys_or(verify_keys)
     with engine.connect() as conn:
         entries = read_entries(conn)
         results = read_results(conn)
         budgets = read_budgets(conn)
     problems: list[AuditProblem] = []
     by_release = {e.release_id: e for e in entries}
-    problems += _check_chain(entries, verify_key, results)
-    signed_files, result_problems = _check_results(results, by_release, verify_key)
+    problems += _check_chain(entries, ring, results)
+    problems += _check_runs(entries)
+    signed_files, result_problems = _check_results(results, by_release, ring)
     problems += result_problems
     datasets, totals_problems = _check_totals(entries, budgets)
     problems += totals_problems
     files_checked, file_problems = _check_published(published_dir, signed_files, by_release)
     problems += file_problems
-    report = AuditReport(verify_key_id=verify_key.key_id, entries=len(entries),
+    report = AuditReport(verify_key_ids=ring.key_ids, entries=len(entries),
                          results=len(results), files_checked=files_checked,
-                         datasets=tuple(datasets), problems=tuple(problems))
+                         datasets=tuple(datasets), problems=tuple(problems),
+                         signing_keys=_key_spans(entries))
     (log.info if report.ok else log.error)("%s", report.summary())
     return report
 
 
+def _key_spans(entries: list[LedgerEntry]) -> tuple[tuple[str, int, int, int], ...]:
+    """Which key each entry names, as (key id, entries, first seq, last seq) in chain order."""
+    spans: dict[str, list[int]] = {}
+    for entry in entries:
+        spans.setdefault(entry.signing_key_id, []).append(entry.seq)
+    return tuple((k, len(seqs), min(seqs), max(seqs)) for k, seqs in spans.items())
+
+
 def verify_settings(settings: Settings, *, public_key: Path | None = None,
+                    public_keys: list[Path] | None = None,
                     raise_on_failure: bool = True) -> AuditReport:
     """``audit verify`` for a configured installation; raises :class:`AuditFailure` (exit 4)
     naming the first broken entry unless ``raise_on_failure`` is False.
 
-    ``public_key`` defaults to ``<ISOLOIR_SIGNING_KEY_FILE>.pub``: only the public half is read.
+    ``public_keys`` (``.pub`` files or folders of them; ``public_key`` is one more) are the
+    keys the auditor holds. By default: ``<ISOLOIR_SIGNING_KEY_FILE>.pub`` and the retired
+    public halves rotation kept beside it. Only public halves are read.
     """
     from warehouse.db import make_engine
 
-    key = load_verify_key(public_key or settings.signing_key_file)
-    report = verify(make_engine(settings.warehouse_url), key, settings.published)
+    given = [*(public_keys or []), *([public_key] if public_key is not None else [])]
+    ring = load_verify_keys(given) if given else installed_verify_keys(settings.signing_key_file)
+    report = verify(make_engine(settings.warehouse_url), ring, settings.published)
     if raise_on_failure and not report.ok:
         raise AuditFailure(report.summary())
     return report
@@ -193,7 +238,7 @@ def _cost(entry: LedgerEntry) -> Fraction:
         return Fraction(-1)
 
 
-def _check_chain(entries: list[LedgerEntry], key: VerifyKey,
+def _check_chain(entries: list[LedgerEntry], ring: VerifyKeyring,
                  results: Mapping[str, StoredResult]) -> list[AuditProblem]:
     problems: list[AuditProblem] = []
     expected_seq = 1
@@ -218,9 +263,11 @@ def _check_chain(entries: list[LedgerEntry], key: VerifyKey,
             problems.append(problem("prev_hash does not match the previous entry's hash"))
         if compute_entry_hash(entry.hashed_fields(), entry.prev_hash) != entry.entry_hash:
             problems.append(problem("entry_hash does not match the entry's fields"))
-        if entry.signing_key_id != key.key_id:
-            problems.append(problem(f"signed by key {entry.signing_key_id!r}, not by the "
-                                    f"verifying key {key.key_id!r}"))
+        key = ring.get(entry.signing_key_id)
+        if key is None:
+            problems.append(problem(
+                f"cannot be checked: signed by key {entry.signing_key_id!r}, whose public half "
+                f"the auditor does not hold (held: {', '.join(ring.key_ids)})"))
         elif not key.verify(entry_message(entry.entry_hash), entry.signature):
             problems.append(problem("signature does not verify"))
         if _cost(entry) <= 0:
@@ -233,8 +280,47 @@ def _check_chain(entries: list[LedgerEntry], key: VerifyKey,
     return problems
 
 
+def _check_runs(entries: list[LedgerEntry]) -> list[AuditProblem]:
+    """Every run admission is whole: parts 1..n of n, consecutive, one run, one transaction."""
+    problems: list[AuditProblem] = []
+
+    def problem(entry: LedgerEntry, detail: str) -> AuditProblem:
+        return AuditProblem("run", detail, seq=entry.seq, release_id=entry.release_id,
+                            dataset_id=entry.dataset_id)
+
+    current: LedgerEntry | None = None  # the last part of the admission still open
+    for entry in sorted(entries, key=lambda e: e.seq):
+        run, part, size = entry.run_id, entry.run_part, entry.run_size
+        follows = (current is not None and part is not None and run == current.run_id
+                   and size == current.run_size and part == (current.run_part or 0) + 1
+                   and entry.seq == current.seq + 1 and entry.dataset_id == current.dataset_id
+                   and entry.plan_hash == current.plan_hash
+                   and entry.created_at == current.created_at)
+        if current is not None and not follows:
+            problems.append(problem(current, f"admission of run {current.run_id!r} stops at "
+                                    f"part {current.run_part} of {current.run_size}"))
+            current = None
+        if run is None and part is None and size is None:
+            continue  # charged outside any run
+        if run is None or part is None or size is None:
+            problems.append(problem(entry, "run_id, run_part and run_size are partly empty"))
+            continue
+        if not 1 <= part <= size:
+            problems.append(problem(entry, f"run part {part} of {size} is out of range"))
+            continue
+        if part > 1 and not follows:
+            problems.append(problem(entry, f"part {part} of {size} of run {run!r} does not "
+                                    f"directly follow part {part - 1} of the same admission"))
+            continue
+        current = entry if part < size else None
+    if current is not None:
+        problems.append(problem(current, f"admission of run {current.run_id!r} stops at part "
+                                f"{current.run_part} of {current.run_size}"))
+    return problems
+
+
 def _check_results(results: Mapping[str, StoredResult], by_release: Mapping[str, LedgerEntry],
-                   key: VerifyKey) -> tuple[dict[str, tuple[str, LedgerEntry]],
+                   ring: VerifyKeyring) -> tuple[dict[str, tuple[str, LedgerEntry]],
                                             list[AuditProblem]]:
     """Verify every stored result; return the signed file hashes (name → (sha256, entry))."""
     signed: dict[str, tuple[str, LedgerEntry]] = {}
@@ -259,9 +345,9 @@ def _check_results(results: Mapping[str, StoredResult], by_release: Mapping[str,
         if sha256_hex(stored.result_json) != stored.result_hash:
             problems.append(problem("result document does not match its result_hash"))
             continue
-        if not key.verify(result_message(release, stored.result_hash, stored.recorded_at),
-                          stored.signature):
-            problems.append(problem("result signature does not verify"))
+        if ring.signer(result_message(release, stored.result_hash, stored.recorded_at),
+                       stored.signature) is None:
+            problems.append(problem("result signature does not verify with any held key"))
             continue
         if parsed is None:
             problems.append(problem("result document is malformed"))

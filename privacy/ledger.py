@@ -8,6 +8,11 @@ What an entry proves, and how:
   zeros. Changing, deleting or reordering an entry breaks the chain at that entry.
 * ``signature`` is Ed25519 over ``entry_hash``, by a key the database administrator does not
   hold, so recomputing the chain after an edit is not enough to forge it.
+* A **run** is admitted whole: the entries of all its queries are appended in one
+  transaction, consecutively, each stating ``run_id`` and its place in the admission
+  (``run_part`` of ``run_size``). Those three fields are hashed with the rest, so the audit can
+  prove that no admission was cut short (:mod:`privacy.audit`). Entries charged one
+  by one (and every entry written before schema version 2) state no run and hash as before.
 * The result does not exist yet when the release is charged (the charge comes before the
   noise), so ``result_hash`` is filled in later and is not part of ``entry_hash``. It is
   covered by a second signature: the ``release_results`` row holds the result document, whose
@@ -101,6 +106,9 @@ class LedgerEntry:
     signature: str
     signing_key_id: str
     created_at: str
+    run_id: str | None = None
+    run_part: int | None = None
+    run_size: int | None = None
 
     @property
     def cost(self) -> Fraction:
@@ -112,7 +120,17 @@ class LedgerEntry:
                              release_id=self.release_id, plan_hash=self.plan_hash,
                              query=self.query, mechanism=self.mechanism, cost_rho=self.cost_rho,
                              snapshot_hash=self.snapshot_hash,
-                             signing_key_id=self.signing_key_id, created_at=self.created_at)
+                             signing_key_id=self.signing_key_id, created_at=self.created_at,
+                             run_id=self.run_id, run_part=self.run_part, run_size=self.run_size)
+
+    @property
+    def query_name(self) -> str:
+        """The query's name from its canonical JSON (``?`` when the JSON has none)."""
+        try:
+            name = json.loads(self.query).get("name")
+        except (ValueError, AttributeError):
+            return "?"
+        return str(name) if name is not None else "?"
 
     def row(self) -> dict[str, Any]:
         return {"seq": self.seq, "dataset_id": self.dataset_id, "release_id": self.release_id,
@@ -120,17 +138,27 @@ class LedgerEntry:
                 "cost_rho": self.cost_rho, "snapshot_hash": self.snapshot_hash,
                 "result_hash": self.result_hash, "prev_hash": self.prev_hash,
                 "entry_hash": self.entry_hash, "signature": self.signature,
-                "signing_key_id": self.signing_key_id, "created_at": self.created_at}
+                "signing_key_id": self.signing_key_id, "created_at": self.created_at,
+                "run_id": self.run_id, "run_part": self.run_part, "run_size": self.run_size}
 
 
 def hashed_fields(*, seq: int, dataset_id: str, release_id: str, plan_hash: str, query: str,
                   mechanism: str, cost_rho: str, snapshot_hash: str, signing_key_id: str,
-                  created_at: str) -> dict[str, Any]:
-    """The fields an entry states at charge time (everything but the hashes and signature)."""
-    return {"seq": seq, "dataset_id": dataset_id, "release_id": release_id,
-            "plan_hash": plan_hash, "query": query, "mechanism": mechanism,
-            "cost_rho": cost_rho, "snapshot_hash": snapshot_hash,
-            "signing_key_id": signing_key_id, "created_at": created_at}
+                  created_at: str, run_id: str | None = None, run_part: int | None = None,
+                  run_size: int | None = None) -> dict[str, Any]:
+    """The fields an entry states at charge time (everything but the hashes and signature).
+
+    The run fields are hashed as soon as any of them is set, so an entry charged outside a
+    run keeps the hash it had before runs existed, and setting, clearing or changing any run
+    field of a stored entry breaks its hash.
+    """
+    fields: dict[str, Any] = {"seq": seq, "dataset_id": dataset_id, "release_id": release_id,
+                              "plan_hash": plan_hash, "query": query, "mechanism": mechanism,
+                              "cost_rho": cost_rho, "snapshot_hash": snapshot_hash,
+                              "signing_key_id": signing_key_id, "created_at": created_at}
+    if run_id is not None or run_part is not None or run_size is not None:
+        fields |= {"run_id": run_id, "run_part": run_part, "run_size": run_size}
+    return fields
 
 
 def compute_entry_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
@@ -151,7 +179,10 @@ def entry_from_row(row: Any) -> LedgerEntry:
                        cost_rho=str(row["cost_rho"]), snapshot_hash=row["snapshot_hash"],
                        result_hash=row["result_hash"], prev_hash=row["prev_hash"],
                        entry_hash=row["entry_hash"], signature=row["signature"],
-                       signing_key_id=row["signing_key_id"], created_at=row["created_at"])
+                       signing_key_id=row["signing_key_id"], created_at=row["created_at"],
+                       run_id=row.get("run_id"),
+                       run_part=None if row.get("run_part") is None else int(row["run_part"]),
+                       run_size=None if row.get("run_size") is None else int(row["run_size"]))
 
 
 def read_entries(conn: Connection, dataset_id: str | None = None) -> list[LedgerEntry]:
@@ -160,6 +191,62 @@ def read_entries(conn: Connection, dataset_id: str | None = None) -> list[Ledger
     if dataset_id is not None:
         query = query.where(ledger_entries.c.dataset_id == dataset_id)
     return [entry_from_row(r._mapping) for r in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the ledger says about one run id of one dataset (for ``isoloir budget``).
+
+    ``admissions`` counts the transactions that admitted it: 1 for a run released in one go;
+    more when a crash left queries without result and a retry charged them again, or when
+    subsets of the plan were released under the same run id.
+    """
+
+    dataset_id: str
+    run_id: str
+    queries: tuple[str, ...]
+    releases: int
+    admissions: int
+    cost: Fraction
+    first_at: str
+    last_at: str
+    unfinished: int  # entries charged without a recorded result (a crash after the charge)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "run_id": self.run_id,
+                "queries": list(self.queries), "releases": self.releases,
+                "admissions": self.admissions, "rho": fraction_text(self.cost),
+                "first_at": self.first_at, "last_at": self.last_at,
+                "unfinished": self.unfinished}
+
+
+def _cost_or_zero(entry: LedgerEntry) -> Fraction:
+    """A display total must not crash on a tampered cost; ``audit verify`` names that entry."""
+    try:
+        return entry.cost
+    except ValueError:
+        return Fraction(0)
+
+
+def runs_of(entries: list[LedgerEntry]) -> list[RunRecord]:
+    """Group entries by (dataset, run id), in order of each run's first entry.
+
+    Entries without a run (charged one by one, or before schema version 2) are left out.
+    """
+    groups: dict[tuple[str, str], list[LedgerEntry]] = {}
+    for entry in sorted(entries, key=lambda e: e.seq):
+        if entry.run_id is not None:
+            groups.setdefault((entry.dataset_id, entry.run_id), []).append(entry)
+    runs = []
+    for (dataset, run), mine in groups.items():
+        names = tuple(dict.fromkeys(e.query_name for e in mine))
+        runs.append(RunRecord(
+            dataset_id=dataset, run_id=run, queries=names, releases=len(mine),
+            admissions=sum(1 for e in mine if e.run_part == 1),
+            cost=sum((_cost_or_zero(e) for e in mine), Fraction(0)),
+            first_at=mine[0].created_at, last_at=mine[-1].created_at,
+            unfinished=sum(1 for e in mine if e.result_hash is None)))
+    return runs
 
 
 # --------------------------------------------------------------------------- results

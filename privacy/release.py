@@ -1,17 +1,22 @@
-"""Release orchestration: snapshot → for each query: charge → noise → record → publish.
+"""Release orchestration: snapshot → admit the run → for each query: noise → record → publish.
 
-The order is the privacy argument:
+A **run** is one ``run_id``: the plan's queries (or a chosen subset of them) released
+together. The order is the privacy argument:
 
-1. The plan's cap opens (or must equal) the dataset's budget, and the whole plan's cost is
-   checked against what is left **before any data is read**.
+1. The plan's cap opens (or must equal) the dataset's budget, and the run's cost is checked
+   against what is left **before any data is read** (an early refusal, not the guarantee).
 2. Each query's release id derives from (dataset, run id, query name, plan hash, attempt).
    A release already recorded is **replayed**: its signed files are written again, byte for
    byte, and nothing is charged or drawn.
-3. Otherwise the accountant charges the query (one transaction, before any noise), then the
-   DP engine draws the noise, the files are rendered, their bytes are recorded and signed in
-   the ledger, and only then copied to ``published/``.
-4. A crash between charge and record leaves the budget spent. The next attempt of that query
-   gets a new id (attempt + 1) and a new charge: noise is never drawn again for free.
+3. The run's other queries are **admitted whole**: the accountant charges all of them in one
+   transaction, before any noise, or refuses the run with nothing charged
+   (:class:`~privacy.accountant.InsufficientBudget`, exit 3). Concurrent runs therefore never
+   split the last of the budget into a patchwork of half-published runs.
+4. Then, query by query, the DP engine draws the noise, the files are rendered, their bytes
+   are recorded and signed in the ledger, and only then copied to ``published/``.
+5. A crash after the admission leaves the budget spent. The next attempt of the run replays
+   what was recorded, and admits the unfinished queries again under new ids (attempt + 1),
+   charged again: noise is never drawn again for free.
 
 The warehouse snapshot (Parquet in ``work/``) is deleted when the run ends, whatever happens.
 :func:`run_release` is what the Airflow task and the CLI call; its summary is small and
@@ -20,11 +25,12 @@ JSON-able (XCom-safe): ids, paths, counts, hashes, exact budgets as text.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
@@ -34,13 +40,15 @@ from typing import Any, Literal, Protocol
 import polars as pl
 from sqlalchemy import Engine
 
-from core.errors import IsoloirError
+from core.errors import IsoloirError, PlanError
 from core.settings import Settings
 from privacy.accountant import (
+    RUN_ID_MAX,
     Accountant,
     BudgetCap,
     ChargeRequest,
     Clock,
+    RunRequest,
     decimal_text,
     epsilon_equivalent,
     utc_now,
@@ -54,6 +62,10 @@ log = logging.getLogger(__name__)
 
 class ReleaseInProgress(IsoloirError):
     """Another process charged this release id a moment ago and is still producing it."""
+
+
+class RunSelectionError(PlanError):
+    """A run names a query the plan does not have, or a run id that cannot be stored (exit 2)."""
 
 
 # --------------------------------------------------------------------------- the DP engine
@@ -130,6 +142,7 @@ class ReleaseSummary:
     dataset_id: str
     run_id: str
     plan_hash: str
+    queries: tuple[str, ...]  # the queries this run releases (the whole plan, or a subset)
     logical_date: str
     snapshot_hash: str | None
     published_dir: str
@@ -153,12 +166,38 @@ class ReleaseSummary:
 
 # --------------------------------------------------------------------------- run
 
-def default_run_id(day: date) -> str:
+def default_run_id(day: date, queries: Sequence[str] | None = None) -> str:
     """The CLI's run id when none is given: one release per calendar day (``cli-2026-03-01``).
 
-    Running again the same day replays that day's releases at no cost.
+    Running again the same day replays that day's releases at no cost. A subset of the plan
+    is its own run: its id names the queries (sorted, so the same subset the same day is the
+    same run), or a digest of them when the names are too long to store.
+
+    >>> default_run_id(date(2026, 3, 1)), default_run_id(date(2026, 3, 1), ["b", "a"])
+    ('cli-2026-03-01', 'cli-2026-03-01+a+b')
     """
-    return f"cli-{day.isoformat()}"
+    base = f"cli-{day.isoformat()}"
+    if not queries:
+        return base
+    names = sorted(set(queries))
+    joined = "+".join([base, *names])
+    if len(joined) <= RUN_ID_MAX:
+        return joined
+    digest = hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()[:16]
+    return f"{base}+subset-{digest}"
+
+
+def select_queries(plan: Plan, names: Sequence[str] | None) -> tuple[Query, ...]:
+    """The plan's queries a run releases: all of them, or those named (in plan order)."""
+    if not names:
+        return tuple(plan.releases)
+    known = {q.name for q in plan.releases}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise RunSelectionError(f"the plan has no query {', '.join(map(repr, unknown))}; its "
+                                f"queries are: {', '.join(q.name for q in plan.releases)}")
+    wanted = set(names)
+    return tuple(q for q in plan.releases if q.name in wanted)
 
 
 def _logical_moment(logical_date: datetime | date | None, clock: Clock) -> datetime:
@@ -176,48 +215,71 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
                 clock: Clock = utc_now,
                 dp_engine: DPEngine | None = None,
                 csv_format: CsvFormat = CsvFormat(),
-                on_release: Callable[[ReleasedQuery], None] | None = None) -> ReleaseSummary:
-    """Release every query of ``plan`` for ``run_id``; see the module docstring for the order.
+                on_release: Callable[[ReleasedQuery], None] | None = None,
+                queries: Sequence[str] | None = None) -> ReleaseSummary:
+    """Release ``plan`` (or only the queries named in ``queries``) as run ``run_id``; see the
+    module docstring for the order.
 
     ``logical_date`` is the run's date (Airflow's logical date; the CLI passes today): it is
-    the ``created_at`` of the published files. Raises :class:`InsufficientBudget` (exit 3)
-    before reading any data when the plan's unreleased queries cost more than what is left.
+    the ``created_at`` of the published files. Raises :class:`InsufficientBudget` (exit 3),
+    with nothing charged and nothing published, when the run's unreleased queries cost more
+    than what is left; :class:`RunSelectionError` (exit 2) for an unknown query name.
     """
-    from privacy.signing import load_signing_key
+    from privacy.signing import load_signing_key, load_verify_key, retired_public_keys
     from warehouse.db import ensure_schema, make_engine
 
     if not run_id.strip():
         raise ValueError("run_id must not be empty")
+    if len(run_id) > RUN_ID_MAX:
+        raise RunSelectionError(f"run id is {len(run_id)} characters long; at most "
+                                f"{RUN_ID_MAX} are stored")
+    selected = select_queries(plan, queries)
     dp = dp_engine or OpenDPEngine()
     settings.ensure_dirs()
     db = make_engine(settings.warehouse_url)
     ensure_schema(db)
-    accountant = Accountant(db, load_signing_key(settings.signing_key_file), clock=clock)
+    accountant = Accountant(db, load_signing_key(settings.signing_key_file), clock=clock,
+                            retired_keys=[load_verify_key(p) for p in
+                                          retired_public_keys(settings.signing_key_file)])
     cap = BudgetCap.from_plan(plan.cap)
     accountant.open_budget(plan.dataset_id, cap)
     phash = plan_hash(plan)
     created_at = _logical_moment(logical_date, clock).isoformat()
 
     attempts = [(q, accountant.next_attempt(plan.dataset_id, run_id, q.name, phash))
-                for q in plan.releases]
-    needed = sum((query_cost(plan, q) for q, a in attempts if a.status == "new"), Fraction(0))
-    if needed > 0:
-        accountant.require(plan.dataset_id, needed)  # refused here: no data read yet
+                for q in selected]
+    new = [(q, a) for q, a in attempts if a.status == "new"]
+    if new:  # refused here when it cannot fit now: no data read yet
+        accountant.require(plan.dataset_id, sum((query_cost(plan, q) for q, _ in new),
+                                                Fraction(0)), run_id=run_id, queries=len(new))
 
     work = Path(tempfile.mkdtemp(prefix="snapshot-", dir=settings.work))
     data: SnapshotLike | None = None
     done: list[ReleasedQuery] = []
     try:
+        charged: dict[str, LedgerEntry] = {}
+        if new:
+            data = dp.snapshot(db, work)
+            log.info("warehouse snapshot %s taken", data.snapshot_hash[:12])
+            admission = accountant.admit_run(RunRequest(plan.dataset_id, run_id, tuple(
+                ChargeRequest(dataset_id=plan.dataset_id, release_id=a.release_id,
+                              plan_hash=phash, query=canonical_query(q),
+                              mechanism=dp.mechanism(q), cost=query_cost(plan, q),
+                              snapshot_hash=data.snapshot_hash) for q, a in new)))
+            if not admission.fresh:
+                raise ReleaseInProgress(
+                    f"run {run_id!r} was admitted by another process that is still producing "
+                    f"it ({len(admission.entries)} of its releases are charged); retry once it "
+                    "has finished")
+            charged = {e.release_id: e for e in admission.entries}
         for query, attempt in attempts:
             if attempt.status == "recorded":
                 outcome = _replay(accountant, query, attempt.release_id, attempt.lost,
                                   settings.published)
             else:
-                if data is None:
-                    data = dp.snapshot(db, work)
-                    log.info("warehouse snapshot %s taken", data.snapshot_hash[:12])
-                outcome = _release(accountant, dp, plan, query, data, attempt.release_id,
-                                   attempt.lost, phash=phash, run_id=run_id,
+                assert data is not None  # taken before the admission
+                outcome = _release(accountant, dp, plan, query, data,
+                                   charged[attempt.release_id], attempt.lost, run_id=run_id,
                                    created_at=created_at, cap=cap, csv_format=csv_format,
                                    published=settings.published)
             done.append(outcome)
@@ -232,7 +294,8 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     state = accountant.budget(plan.dataset_id)
     assert state is not None  # opened above
     return ReleaseSummary(
-        dataset_id=plan.dataset_id, run_id=run_id, plan_hash=phash, logical_date=created_at,
+        dataset_id=plan.dataset_id, run_id=run_id, plan_hash=phash,
+        queries=tuple(q.name for q in selected), logical_date=created_at,
         snapshot_hash=None if data is None else data.snapshot_hash,
         published_dir=str(settings.published), releases=tuple(done),
         charged_rho=fraction_text(sum((Fraction(r.cost_rho) for r in done
@@ -255,19 +318,12 @@ def _replay(accountant: Accountant, query: Query, release: str, lost: int,
 
 
 def _release(accountant: Accountant, dp: DPEngine, plan: Plan, query: Query,
-             data: SnapshotLike, release: str, lost: int, *, phash: str, run_id: str,
+             data: SnapshotLike, entry: LedgerEntry, lost: int, *, run_id: str,
              created_at: str, cap: BudgetCap, csv_format: CsvFormat,
              published: Path) -> ReleasedQuery:
-    cost = query_cost(plan, query)
-    charge = accountant.charge(ChargeRequest(
-        dataset_id=plan.dataset_id, release_id=release, plan_hash=phash,
-        query=canonical_query(query), mechanism=dp.mechanism(query), cost=cost,
-        snapshot_hash=data.snapshot_hash))
-    if not charge.fresh:
-        raise ReleaseInProgress(f"release {release} ({query.name}) was charged by another run "
-                                "that is still producing it; retry once it has finished")
-    entry = charge.entry
-    result = dp.run_query(query, plan, data, cost)  # the noise is drawn here, after the charge
+    """Draw the noise of a query whose charge ``entry`` the run's admission appended."""
+    release = entry.release_id
+    result = dp.run_query(query, plan, data, entry.cost)  # the noise: after the charge
     table = published_table(dp.postprocess(result), query.group_by, release_id=release,
                             mechanism=result.mechanism, budget_share=float(query.share))
     files = build_files(query.name, release, table,

@@ -9,6 +9,12 @@ Both halves are PEM files (PKCS#8 and SubjectPublicKeyInfo). A key id, the first
 digits of the SHA-256 of the raw 32-byte public key, is recorded in every ledger entry so a
 rotated key can be told apart.
 
+Rotation (:func:`rotate_signing_key`) never loses a public half: the old one is kept beside
+the key as ``<key file>.<old key id>.pub`` (a *retired* public key), the old private half is
+moved aside as ``<key file>.<old key id>.retired`` (or destroyed, for a leaked key), and a new
+key takes the configured path. Entries from then on carry the new key id; a
+:class:`VerifyKeyring` of every public half verifies the whole ledger.
+
 >>> import tempfile
 >>> folder = Path(tempfile.mkdtemp())
 >>> info = create_signing_key(folder / "ledger.key")
@@ -27,7 +33,10 @@ import binascii
 import hashlib
 import logging
 import os
+import re
+import shutil
 import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +49,9 @@ from core.errors import KeyMaterialError
 log = logging.getLogger(__name__)
 
 PUBLIC_SUFFIX = ".pub"
+RETIRED_SUFFIX = ".retired"
 KEY_ID_HEX = 16
+_KEY_ID = re.compile(rf"^[0-9a-f]{{{KEY_ID_HEX}}}$")
 
 
 @dataclass(frozen=True)
@@ -159,3 +170,135 @@ def load_verify_key(path: Path) -> VerifyKey:
     if not isinstance(public, Ed25519PublicKey):
         raise KeyMaterialError(f"{path} does not hold an Ed25519 public key")
     return VerifyKey(public, key_id_of(public))
+
+
+# --------------------------------------------------------------------------- several keys
+
+@dataclass(frozen=True)
+class VerifyKeyring:
+    """Every public key an auditor holds, by key id: a ledger signed by successive keys
+    verifies entry by entry with the key each entry names."""
+
+    keys: tuple[VerifyKey, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise KeyMaterialError("no public signing key given")
+        ids = [k.key_id for k in self.keys]
+        if len(set(ids)) != len(ids):
+            raise KeyMaterialError("a public signing key is given twice")
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(k.key_id for k in self.keys)
+
+    def get(self, key_id: str) -> VerifyKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+    def signer(self, data: bytes, signature: str) -> str | None:
+        """The id of the held key whose signature ``signature`` is, or None."""
+        return next((k.key_id for k in self.keys if k.verify(data, signature)), None)
+
+
+def retired_public_key_path(path: Path, key_id: str) -> Path:
+    """Where rotation keeps a retired key's public half: ``<key file>.<key id>.pub``."""
+    return path.with_name(f"{path.name}.{key_id}{PUBLIC_SUFFIX}")
+
+
+def retired_public_keys(path: Path) -> list[Path]:
+    """The retired public halves kept beside the signing key ``path``, oldest name first."""
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for candidate in sorted(path.parent.iterdir()):
+        name = candidate.name
+        if not (name.startswith(path.name + ".") and name.endswith(PUBLIC_SUFFIX)):
+            continue
+        middle = name[len(path.name) + 1:-len(PUBLIC_SUFFIX)]
+        if _KEY_ID.match(middle) and candidate.is_file():
+            found.append(candidate)
+    return found
+
+
+def load_verify_keys(paths: Iterable[Path]) -> VerifyKeyring:
+    """A keyring from ``.pub`` files, private key paths (their ``.pub`` is read) or folders
+    (every ``*.pub`` in them). The same key given twice counts once."""
+    keys: dict[str, VerifyKey] = {}
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix == PUBLIC_SUFFIX and p.is_file())
+            if not files:
+                raise KeyMaterialError(f"folder {path} holds no .pub file")
+        else:
+            files = [path]
+        for file in files:
+            key = load_verify_key(file)
+            keys.setdefault(key.key_id, key)
+    return VerifyKeyring(tuple(keys.values()))
+
+
+def installed_verify_keys(path: Path) -> VerifyKeyring:
+    """The current public half of the signing key ``path`` and every retired one beside it."""
+    return load_verify_keys([public_key_path(path), *retired_public_keys(path)])
+
+
+@dataclass(frozen=True)
+class SigningKeyRotation:
+    """What :func:`rotate_signing_key` did (paths and ids only)."""
+
+    old_key_id: str
+    new: SigningKeyInfo
+    retired_public: Path
+    retired_private: Path | None  # None when the old private half was destroyed or missing
+
+
+def rotate_signing_key(path: Path, *, destroy_old: bool = False) -> SigningKeyRotation:
+    """Replace the signing key at ``path`` by a new one, keeping the old public half.
+
+    The old public half is copied to ``<path>.<old id>.pub`` first (refused if it cannot be);
+    the old private half is moved to ``<path>.<old id>.retired`` (mode 0600) or, with
+    ``destroy_old`` (a leaked key must never sign again), deleted. A missing old private half
+    (a lost key) is fine: only its public half is needed, for past entries.
+    """
+    public = public_key_path(path)
+    if not public.is_file():
+        raise KeyMaterialError(f"public signing key {public} does not exist; without it past "
+                               "ledger entries could not be verified, so the key is not rotated "
+                               "(restore it from the auditors' copy first)")
+    old = load_verify_key(public)
+    if path.is_file() and load_signing_key(path).key_id != old.key_id:
+        raise KeyMaterialError(f"{public.name} is not the public half of {path.name}; "
+                               "refusing to rotate a mismatched pair")
+    kept = retired_public_key_path(path, old.key_id)
+    if kept.exists() and load_verify_key(kept).key_id != old.key_id:
+        raise KeyMaterialError(f"{kept} exists and holds another key")
+    shutil.copyfile(public, kept)
+    kept.chmod(0o644)
+    staging = path.with_name(f".{path.name}.new")
+    for leftover in (staging, public_key_path(staging)):
+        leftover.unlink(missing_ok=True)
+    fresh = create_signing_key(staging)
+    retired: Path | None = None
+    if path.is_file():
+        if destroy_old:
+            path.unlink()
+        else:
+            retired = path.with_name(f"{path.name}.{old.key_id}{RETIRED_SUFFIX}")
+            os.replace(path, retired)
+            retired.chmod(0o600)
+    os.replace(fresh.path, path)
+    os.replace(fresh.public_path, public)
+    log.info("rotated ledger signing key %s: %s -> %s (old public half kept as %s)", path,
+             old.key_id, fresh.key_id, kept.name)
+    return SigningKeyRotation(old_key_id=old.key_id,
+                              new=SigningKeyInfo(path, public, fresh.key_id),
+                              retired_public=kept, retired_private=retired)
+
+
+def verify_keys_or(keys: VerifyKey | VerifyKeyring | Sequence[VerifyKey]) -> VerifyKeyring:
+    """A keyring from one key, several, or a keyring (what the audit accepts)."""
+    if isinstance(keys, VerifyKeyring):
+        return keys
+    if isinstance(keys, VerifyKey):
+        return VerifyKeyring((keys,))
+    return VerifyKeyring(tuple(keys))

@@ -32,7 +32,7 @@ from core.settings import Settings
 from privacy.accountant import BudgetState, decimal_text, epsilon_equivalent, read_budgets
 from privacy.audit import AuditProblem, AuditReport, verify
 from privacy.ledger import LedgerEntry, entry_message, fraction_text, read_entries
-from privacy.signing import VerifyKey, load_verify_key
+from privacy.signing import VerifyKeyring, installed_verify_keys
 from reports.charts import cumulative_chart, gauge
 from reports.html import BR, Markup, esc, join, page, table, tag, write_html
 from reports.i18n import Translator, translator
@@ -54,7 +54,7 @@ class AuditInputs:
     budgets: tuple[BudgetState, ...]
     entries: tuple[LedgerEntry, ...]
     master_key_ids: tuple[tuple[str, int], ...] | None  # (key id, files); None: not readable
-    verify_key: VerifyKey | None
+    verify_key: VerifyKeyring | None  # the current public half and every retired one
     verify_error: str | None
     audit: AuditReport | None
     data_docs: Path
@@ -83,10 +83,10 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
         master = _master_key_ids(engine)
         months = read_months(engine)
         erasures = None if months is None else tuple(months)
-    key: VerifyKey | None = None
+    key: VerifyKeyring | None = None
     error: str | None = None
     try:
-        key = load_verify_key(settings.signing_key_file)
+        key = installed_verify_keys(settings.signing_key_file)
     except KeyMaterialError as err:
         error = str(err)
     audit: AuditReport | None = None
@@ -238,13 +238,14 @@ def _consumption(budget: BudgetState, entries: Sequence[LedgerEntry], tr: Transl
                  Markup("</figure>")])
 
 
-def _signature(entry: LedgerEntry, key: VerifyKey | None, tr: Translator,
+def _signature(entry: LedgerEntry, ring: VerifyKeyring | None, tr: Translator,
                verified: bool) -> Markup:
     """The entry's signature status; ``verified`` when ``audit verify`` found nothing wrong
     with this entry (it checked the signature already: no need to check it twice)."""
-    if key is None:
+    if ring is None:
         return tag("span", tr.t("sig_unchecked"), class_="badge warn")
-    if entry.signing_key_id != key.key_id:
+    key = ring.get(entry.signing_key_id)
+    if key is None:
         return tag("span", tr.t("sig_other_key", key=entry.signing_key_id), class_="badge bad")
     if verified or key.verify(entry_message(entry.entry_hash), entry.signature):
         return tag("span", "✓ " + tr.t("sig_valid"), class_="badge ok")
@@ -324,7 +325,7 @@ def _keys_section(inputs: AuditInputs, tr: Translator) -> Markup:
                      tr.t("key_entries", count=count)])
     if not signing:
         rows.append([tr.t("key_signing"), tr.t("key_none"), ""])
-    verify_id = inputs.verify_key.key_id if inputs.verify_key else None
+    verify_id = ", ".join(inputs.verify_key.key_ids) if inputs.verify_key else None
     rows.append([tr.t("key_verify"), tag("code", verify_id) if verify_id else tr.t("key_none"),
                  inputs.verify_error if inputs.verify_key is None else ""])
     listing = table([tr.t("col_key_role"), tr.t("col_key_id"), tr.t("col_key_usage")], rows)

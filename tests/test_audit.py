@@ -106,6 +106,9 @@ TAMPER = {
     "signature": lambda e: base64.b64encode(bytes(64)).decode(),
     "signing_key_id": lambda e: "f" * 16,
     "created_at": lambda e: e.created_at.replace("2025", "2024"),
+    "run_id": lambda e: "run-x" if e.run_id is None else _other(e.run_id),
+    "run_part": lambda e: 1 if e.run_part is None else e.run_part + 1,
+    "run_size": lambda e: 1 if e.run_size is None else e.run_size + 1,
 }
 
 

@@ -246,15 +246,12 @@ def test_cli_ingest_of_a_reexport_reports_unchanged_rows(campaign: Path, isoloir
 
 
 def test_a_version_1_warehouse_is_migrated_in_place(warehouse: Engine) -> None:
-    from sqlalchemy import inspect, text
+    from sqlalchemy import inspect
 
-    from warehouse.schema import SCHEMA_VERSION, schema_info
+    from tests.helpers.schema_v1 import downgrade_to_v1
+    from warehouse.schema import SCHEMA_VERSION
 
-    with warehouse.begin() as conn:  # make it look like a warehouse created by version 1
-        for table in ("contacts", "donations"):
-            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN fingerprint"))
-        conn.execute(text("DROP TABLE people_rows"))
-        conn.execute(schema_info.update().values(version=1))
+    downgrade_to_v1(warehouse)  # make it look like a warehouse created by version 1
     assert ensure_schema(warehouse) == SCHEMA_VERSION == 2
     names = {t: {c["name"] for c in inspect(warehouse).get_columns(t)}
              for t in ("contacts", "donations")}

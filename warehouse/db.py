@@ -7,10 +7,10 @@ PostgreSQL gets psycopg 3. ``ensure_schema`` is idempotent and checks the schema
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from core.errors import IsoloirError
@@ -75,19 +75,32 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 conn.info.pop("sqlite_begin", None)
 
 
-#: Additive steps from version N to N + 1 (new tables come from ``create_all``).
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE contacts ADD COLUMN fingerprint VARCHAR(80)",
-        "ALTER TABLE donations ADD COLUMN fingerprint VARCHAR(80)"),
-}
+def _v1_to_v2(conn: Connection) -> None:
+    """Exports over time and whole runs (both nullable: older rows have none).
+
+    Contacts and donations gain their row ``fingerprint`` (``people_rows`` is a new table,
+    made by ``create_all``); ledger entries gain the run admission they belong to. Rows
+    loaded under version 1 keep their per-file row keys: a re-export of a file loaded
+    before the upgrade is not recognised as the same events (see the README).
+    """
+    for table in ("contacts", "donations"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN fingerprint VARCHAR(80)"))
+    for column, kind in (("run_id", "VARCHAR(200)"), ("run_part", "INTEGER"),
+                         ("run_size", "INTEGER")):
+        conn.execute(text(f"ALTER TABLE ledger_entries ADD COLUMN {column} {kind}"))
+
+
+#: Steps from one schema version to the next, keyed by the version they start from. Each runs
+#: in the transaction that records the new version, so a failed step changes nothing.
+MIGRATIONS: Mapping[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def ensure_schema(engine: Engine) -> int:
-    """Create missing tables, migrate an older schema forward, refuse a newer one.
+    """Create missing tables and record the schema version; migrate an older schema step by
+    step (:data:`MIGRATIONS`), refuse a newer one.
 
-    Migrations are additive (new tables, new nullable columns) and run in one transaction.
-    Rows loaded under version 1 keep their per-file row keys: a re-export of a file loaded
-    before the upgrade is not recognised as the same events (see the README).
+    Migrations alter tables, so on PostgreSQL they need the tables' owner (``airflow-init``
+    runs this as the administrator); the pipeline role only ever finds the schema current.
     """
     metadata.create_all(engine)
     with engine.begin() as conn:
@@ -96,18 +109,17 @@ def ensure_schema(engine: Engine) -> int:
             conn.execute(insert(schema_info).values(id=1, version=SCHEMA_VERSION))
             log.info("warehouse schema created at version %d", SCHEMA_VERSION)
             return SCHEMA_VERSION
-        version = row.version
+        version = int(row.version)
         while version < SCHEMA_VERSION and version in MIGRATIONS:
-            for statement in MIGRATIONS[version]:
-                conn.exec_driver_sql(statement)
+            MIGRATIONS[version](conn)
             version += 1
-            conn.execute(schema_info.update().values(version=version))
+            conn.execute(update(schema_info).values(version=version))
             log.info("warehouse schema migrated to version %d", version)
         if version != SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"warehouse schema is version {version}, this Isoloir expects "
                 f"{SCHEMA_VERSION}; upgrade Isoloir to read it")
-        return int(version)
+        return version
 
 
 def schema_version(engine: Engine) -> int | None:

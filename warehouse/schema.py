@@ -27,6 +27,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+#: 2: ledger entries carry the run they were admitted with (run_id, run_part, run_size);
+#: contacts and donations carry a row fingerprint; people_rows (exports over time).
 SCHEMA_VERSION = 2
 
 metadata = MetaData()
@@ -179,6 +181,11 @@ ledger_entries = Table(
     Column("signature", Text, nullable=False),
     Column("signing_key_id", String(32), nullable=False),
     Column("created_at", String(32), nullable=False),
+    # The run admission the entry belongs to: part ``run_part`` of ``run_size`` entries
+    # appended in one transaction (empty for entries charged one by one, before version 2).
+    Column("run_id", String(200)),
+    Column("run_part", Integer),
+    Column("run_size", Integer),
 )
 
 release_results = Table(
