@@ -811,6 +811,7 @@ class ReadReport:
     aliases: Mapping[str, str]
     ignored: tuple[str, ...]
     dates: Mapping[str, DateColumn]
+    field_orders: Mapping[str, Order] = field(default_factory=dict)  # internal field -> order
 
     def assumed_date_orders(self) -> dict[str, str]:
         """Raw date columns whose order no value decided -> the order assumed."""
@@ -893,8 +894,9 @@ def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = 
         attrs["reference_date"] = facts.newest_created
     report = ReadReport(
         file_name=path.name, profile=profile.name, dialect=dialect, header=match.canonical,
-        aliases=match.aliases, ignored=match.ignored,
-        dates={mapping[f]: d for f, d in facts.dates.items() if d.numeric})
+        aliases=dict(match.aliases), ignored=match.ignored,
+        dates={mapping[f]: d for f, d in facts.dates.items() if d.numeric},
+        field_orders={f: d.order for f, d in facts.dates.items()})
     _remember(path, report)
     log.info("%s: read as %s", path.name, dialect.describe())
     return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
