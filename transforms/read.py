@@ -103,7 +103,7 @@ class FileDialect:
     ``encoding`` is a Python codec name: ``utf-8-sig`` when a UTF-8 file starts with a BOM,
     ``utf-8``, ``cp1252`` or ``latin-1`` otherwise, or ``utf-16-le``/``utf-16-be`` (then
     ``has_bom`` says whether a UTF-16 BOM starts the file). ``decimal`` is the decimal mark of
-    amounts; ``line_ending`` is ``CRLF``, ``LF``, ``CR`` (or ``mixed``), for reports only.
+    amounts; ``line_ending`` is ``CRLF``, ``LF`` or ``CR``, for reports only.
     """
 
     encoding: str
@@ -255,13 +255,12 @@ def _first_text_line(text: str) -> str:
 
 
 def _line_ending(text: str) -> str:
-    """``CRLF``, ``LF``, ``CR`` or ``mixed``: the line ends of the file's head."""
+    """``CRLF``, ``LF`` or ``CR``: the most frequent line end of the file's head (a line break
+    inside a quoted field, often a bare LF in a CRLF file, does not make a file "mixed")."""
     crlf = text.count("\r\n")
-    lf, cr = text.count("\n") - crlf, text.count("\r") - crlf
-    kinds = [k for k, n in (("CRLF", crlf), ("LF", lf), ("CR", cr)) if n]
-    if not kinds:
-        return "LF"
-    return kinds[0] if len(kinds) == 1 else "mixed"
+    counts = {"CRLF": crlf, "LF": text.count("\n") - crlf, "CR": text.count("\r") - crlf}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else "LF"
 
 
 def _read_head(path: Path) -> bytes:
