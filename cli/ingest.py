@@ -59,9 +59,10 @@ def ingest(
                                          progress=advance)
                 except IsoloirError as err:
                     failures.append({"file": path.name, "error": type(err).__name__,
-                                     "message": str(err), "exit_code": err.exit_code})
+                                     "message": str(err), "exit_code": err.exit_code,
+                                     "dialect": _dialect(path, source)})
                     continue
-                results.append(result.to_dict())
+                results.append({**result.to_dict(), "dialect": _dialect(path, source)})
     if as_json:
         emit_json({"ok": not failures, "files": results, "failures": failures})
     else:
@@ -70,19 +71,42 @@ def ingest(
         raise typer.Exit(max(int(str(f["exit_code"])) for f in failures) or EXIT_BAD_INPUT)
 
 
+def _dialect(path: Path, source: str) -> dict[str, object] | None:
+    """How the file was read (encoding, delimiter, decimal, BOM, line ending): the reader's
+    own report when it read the file in this process, else sniffed from the file's head;
+    ``None`` when the file is gone or not even sniffable."""
+    from transforms.read import detect_profile, last_read_report, sniff_dialect
+
+    report = last_read_report(path)
+    if report is not None:
+        return report.dialect.to_dict()
+    try:
+        return sniff_dialect(path, detect_profile(path, source)).to_dict()
+    except (IsoloirError, OSError):
+        return None
+
+
 def _render(results: list[dict[str, object]], failures: list[dict[str, object]]) -> None:
     if results:
         table = Table(title="ingested")
         for col in ("file", "status", "read", "loaded", "excluded", "unplaced", "new persons",
-                    "merged"):
+                    "merged", "read as"):
             table.add_column(col, justify="left" if col in ("file", "status") else "right")
         for r in results:
             table.add_row(str(r["file_name"]), str(r["status"]), str(r["rows_read"]),
                           str(r["rows_loaded"]), str(r["rows_excluded"]), str(r["rows_unplaced"]),
-                          str(r["persons_new"]), str(r["persons_merged"]))
+                          str(r["persons_new"]), str(r["persons_merged"]), _short(r["dialect"]))
         console.print(table)
         for r in results:
             if r["status"] == "already_loaded":
                 console.print(f"{r['file_name']}: already loaded (same SHA-256), nothing done")
     for f in failures:
         console.print(f"[bold red]rejected:[/] {f['message']}", highlight=False)
+
+
+def _short(dialect: object) -> str:
+    if not isinstance(dialect, dict):
+        return "—"
+    bom = " BOM" if dialect.get("bom") else ""
+    return (f"{dialect.get('encoding')}{bom} {dialect.get('delimiter')} "
+            f"dec {dialect.get('decimal')!s} {dialect.get('line_ending')}")

@@ -44,25 +44,19 @@ def validate(
         import pandas as pd
 
         from expectations.validate import validate_raw
-        from transforms.read import (
-            detect_profile,
-            header_columns,
-            read_chunks,
-            sniff_dialect,
-            validate_whole_file,
-        )
+        from transforms.read import detect_profile, plan_read, read_chunk, sniff_dialect
 
         profile = detect_profile(file, source)
         dialect = sniff_dialect(file, profile)
-        validate_whole_file(file, profile, dialect)
-        header = header_columns(file, dialect)
-        chunks = list(read_chunks(file, profile, dialect))
+        plan = plan_read(file, profile, dialect, settings.chunk_rows, validate=True)
+        chunks = [read_chunk(plan, k) for k in range(plan.chunks)]
         frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
         del chunks
-        outcome = validate_raw(frame, header, profile, file.name, settings,
-                               email_threshold=email_threshold, gx=gx)
+        outcome = validate_raw(frame, list(plan.report.header), profile, file.name, settings,
+                               email_threshold=email_threshold, gx=gx, reading=plan.report)
     if as_json:
-        emit_json({"ok": outcome.success, "profile": profile.name, **outcome.to_dict()})
+        emit_json({"ok": outcome.success, "profile": profile.name,
+                   "dialect": plan.report.dialect.to_dict(), **outcome.to_dict()})
     else:
         _render(outcome, profile.name)
     if not outcome.success:
@@ -83,6 +77,17 @@ def _render(outcome: ValidationOutcome, profile: str) -> None:
                       f"{r.unexpected_percent:.2f}", ", ".join(str(x) for x in r.first_rows),
                       r.detail)
     console.print(table)
+    reading = outcome.reading or {}
+    if reading:
+        dialect = reading.get("dialect", {})
+        console.print("read as " + ", ".join(f"{k} {v}" for k, v in dialect.items()),
+                      highlight=False)
+        for column, alias in dict(reading.get("columns_aliased", {})).items():
+            console.print(f"column {column!r} found as {alias!r}", highlight=False)
+        ignored = list(reading.get("columns_ignored", []))
+        if ignored:
+            console.print(f"{len(ignored)} column(s) ignored, never read: "
+                          + ", ".join(repr(c) for c in ignored), highlight=False)
     if outcome.success:
         warned = len(outcome.warnings())
         console.print("[green]PASS[/]: no blocking rule failed"

@@ -58,21 +58,23 @@ class ColumnValuesParseAsIsoloirDates(ColumnMapMetricProvider):
     """Metric: does each value parse as a date in the profile's format (normalizer's parser)."""
 
     condition_metric_name = "column_values.parse_as_isoloir_dates"
-    condition_value_keys = ("date_format",)
+    condition_value_keys = ("date_format", "date_order")
 
     @column_condition_partial(engine=PandasExecutionEngine)
-    def _pandas(cls, column: Any, date_format: str, **kwargs: Any) -> Any:
-        return ~unparseable_dates(column, date_format)
+    def _pandas(cls, column: Any, date_format: str, date_order: str = "", **kwargs: Any) -> Any:
+        return ~unparseable_dates(column, date_format, date_order or None)
 
 
 class ExpectColumnValuesToBeDatesInFormat(ColumnMapExpectation):
-    """Expect every value to be a date in ``date_format``, as the normalizer parses dates."""
+    """Expect every value to be a date as the normalizer parses dates: ISO 8601, numeric in the
+    file's ``date_order`` (dmy | mdy, "" for the format's own), or ``date_format``."""
 
     date_format: str
+    date_order: str = ""
 
     map_metric = "column_values.parse_as_isoloir_dates"
-    success_keys = ("date_format", "mostly")
-    args_keys = ("column", "date_format")
+    success_keys = ("date_format", "date_order", "mostly")
+    args_keys = ("column", "date_format", "date_order")
     library_metadata: ClassVar[dict[str, Any]] = {"maturity": "production",
                                                   "tags": ["isoloir"], "contributors": []}
 

@@ -56,7 +56,7 @@ _DEFAULT_NOTES: Mapping[str, str] = {
     "in_codes": "values come from the official code list.",
     "in_set": "values come from the declared set.",
     "unique": "no value appears twice.",
-    "date_format": "every value parses with the declared date format.",
+    "date_format": "every value is a date: ISO 8601, or day/month/year in the file's order.",
     "amount_rule": "every amount parses, and none is negative.",
     "min_value": "no value below the minimum.",
 }
@@ -175,7 +175,8 @@ def to_expectation(rule: Rule) -> Any:
         return E.ExpectColumnValuesToBeUnique(**col, **mostly, **common)
     if kind == "date_format":
         return gx_custom.ExpectColumnValuesToBeDatesInFormat(
-            **col, date_format=str(rule.strftime_format), **mostly, **common)
+            **col, date_format=str(rule.strftime_format), date_order=rule.date_order or "",
+            **mostly, **common)
     if kind == "amount_rule":
         return gx_custom.ExpectColumnValuesToKeepAmountRule(
             **col, decimal=str(rule.decimal), amount_rule=str(rule.amount_rule), **mostly,

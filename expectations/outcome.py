@@ -6,6 +6,7 @@ So they hold only rule names, column names, counts, percentages and row numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -75,6 +76,9 @@ class ValidationOutcome:
     gx_result: str | None = None
     data_docs: str | None = None
     seconds: float = 0.0
+    #: What reading the file established (dialect, aliased and ignored columns, date
+    #: orders): value-free, from ``transforms.read.ReadReport.to_dict``.
+    reading: Mapping[str, Any] | None = None
 
     def blocking_failures(self) -> tuple[RuleResult, ...]:
         return tuple(r for r in self.results if r.blocking and not r.success)
@@ -106,6 +110,7 @@ class ValidationOutcome:
             "blocking_failures": len(self.blocking_failures()),
             "warnings": len(self.warnings()),
             "results": [r.to_dict() for r in self.results],
+            **({"reading": dict(self.reading)} if self.reading is not None else {}),
         }
 
 

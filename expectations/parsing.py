@@ -6,8 +6,9 @@ than none, so the date and amount rules call :mod:`transforms.normalize`'s parse
 normalizer accepts them. Each distinct value is parsed once.
 
 >>> import pandas as pd
->>> unparseable_dates(pd.Series(["01/15/2026", "'04/23/1961", "2026-01-15"]), "%m/%d/%Y").tolist()
-[False, False, True]
+>>> unparseable_dates(pd.Series(["01/15/2026", "'04/23/1961", "2026-01-15", "15/01/2026"]),
+...                   "%m/%d/%Y").tolist()
+[False, False, False, True]
 >>> amount_rule_broken(pd.Series(["12,50", "-3", "douze"]), ",", "negative_amount").tolist()
 [False, True, False]
 """
@@ -23,12 +24,17 @@ import pyarrow.compute as pc
 AmountRule = Literal["amount_format", "negative_amount"]
 
 
-def unparseable_dates(values: pd.Series, date_format: str) -> pd.Series:
-    """True where a (non-null) value is not a date in ``date_format`` for the normalizer."""
-    from transforms.normalize import parse_dates
+def unparseable_dates(values: pd.Series, date_format: str,
+                      date_order: str | None = None) -> pd.Series:
+    """True where a (non-null) value is not a date for the normalizer: ISO 8601, numeric
+    day/month/year in ``date_order`` (``dmy``/``mdy``, default: ``date_format``'s), or
+    ``date_format`` itself."""
+    from transforms.dates import Order, parse_dates
 
     text = pa.array(values.astype(str), type=pa.string())
-    parsed = parse_dates(text, date_format)
+    order: Order | None = "mdy" if date_order == "mdy" else "dmy" if date_order == "dmy" \
+        else None
+    parsed = parse_dates(text, date_format, order=order)
     bad = pc.is_null(parsed)
     return pd.Series(bad.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
 

@@ -66,6 +66,7 @@ class Rule:
     values: tuple[str, ...] = ()
     code_list: str | None = None
     strftime_format: str | None = None
+    date_order: str | None = None  # dmy | mdy, decided per file by the reader
     decimal: str | None = None
     amount_rule: AmountRule | None = None
     min_value: float | None = None
@@ -141,7 +142,8 @@ def check(rule: Rule, frame: pd.DataFrame, row_numbers: Sequence[int] | np.ndarr
         bad = _duplicated(present)
     elif rule.kind == "date_format":
         assert rule.strftime_format is not None
-        bad = unparseable_dates(present, rule.strftime_format).to_numpy(dtype=bool)
+        bad = unparseable_dates(present, rule.strftime_format,
+                                rule.date_order).to_numpy(dtype=bool)
     elif rule.kind == "amount_rule":
         assert rule.decimal is not None and rule.amount_rule is not None
         bad = amount_rule_broken(present, rule.decimal, rule.amount_rule).to_numpy(dtype=bool)

@@ -57,14 +57,20 @@ DATE_FIELDS = ("birth_date", "contact_date", "donation_date", "created_at")
 
 
 def raw_suite(profile: SourceProfile, header: Collection[str], *,
-              email_threshold: float = DEFAULT_EMAIL_THRESHOLD) -> Suite:
+              email_threshold: float = DEFAULT_EMAIL_THRESHOLD,
+              date_orders: Mapping[str, str] | None = None,
+              decimal: str | None = None) -> Suite:
     """The raw suite of one source profile, for a file with this header.
 
     Column rules are declared for the profile's columns present in the header; a missing
     required column fails ``required_columns`` (and nothing else is asked of it).
     ``source_id_unique`` applies to people exports only: in contact histories and donation
-    exports one person legitimately has many rows under one id.
+    exports one person legitimately has many rows under one id. ``date_orders`` (internal
+    field -> ``dmy``/``mdy``) and ``decimal`` are what the reader decided for this file
+    (``transforms.read.plan_read``); by default the profile's.
     """
+    orders = dict(date_orders or {})
+    decimal = decimal or profile.decimal
     if not 0.0 < email_threshold <= 1.0:
         raise ValueError("email_threshold must be in (0, 1]")
     present = set(header)
@@ -101,17 +107,21 @@ def raw_suite(profile: SourceProfile, header: Collection[str], *,
                                "971-976), from the COG snapshot."))
     for field in DATE_FIELDS:
         if (c := column(field)) is not None:
+            order = orders.get(field)
+            shown = {"dmy": "dd/mm/yyyy", "mdy": "mm/dd/yyyy"}.get(order or "", "")
             rules.append(Rule("date_parses", "date_format", column=c,
-                              strftime_format=profile.date_format,
-                              note=f"Dates in the profile's format {profile.date_format}, "
-                                   "as the normalizer reads them."))
+                              strftime_format=profile.date_format, date_order=order,
+                              note="Dates in ISO 8601 or "
+                                   + (f"{shown} (this file's order)" if shown
+                                      else f"the profile's format {profile.date_format}")
+                                   + ", as the normalizer reads them."))
     if (c := column("amount")) is not None:
-        rules.append(Rule("amount_parses", "amount_rule", column=c, decimal=profile.decimal,
+        rules.append(Rule("amount_parses", "amount_rule", column=c, decimal=decimal,
                           amount_rule="amount_format",
-                          note=f"Amounts with {profile.decimal!r} as decimal separator, as the "
-                               "normalizer reads them."))
+                          note=f"Amounts with {decimal!r} as decimal separator (this file's), "
+                               "as the normalizer reads them."))
         rules.append(Rule("amount_non_negative", "amount_rule", column=c,
-                          decimal=profile.decimal, amount_rule="negative_amount",
+                          decimal=decimal, amount_rule="negative_amount",
                           note="A donation cannot be negative."))
     if (c := column("support_level")) is not None:
         rules.append(Rule("support_level_1_to_5", "match_regex", column=c,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from expectations.suites import (
     published_suite,
     raw_suite,
 )
+from transforms.read import ReadReport
 from transforms.sources import SourceProfile
 
 __all__ = [
@@ -71,19 +73,40 @@ ROW_NUMBER = "row_number"
 def validate_raw(frame: pd.DataFrame, header: Sequence[str], profile: SourceProfile,
                  file_name: str, settings: Settings, *,
                  email_threshold: float = DEFAULT_EMAIL_THRESHOLD, gx: bool = True,
-                 gx_max_rows: int = GX_MAX_ROWS,
-                 run_time: datetime | None = None) -> ValidationOutcome:
+                 gx_max_rows: int = GX_MAX_ROWS, run_time: datetime | None = None,
+                 reading: ReadReport | None = None) -> ValidationOutcome:
     """The raw suite of ``profile`` over a frame read from an export.
 
     ``frame`` has the profile's internal field names (values str or None) and ``row_number``
     (the line in the file); ``header`` is the file's raw header, which decides whether the
     required columns are present. Rules and results name the raw columns.
+
+    ``reading`` is what :func:`transforms.read.plan_read` established about the file: its
+    header under the profile's column names (aliases resolved; it replaces ``header``), each
+    date column's day/month order and the decimal mark, which the date and amount rules then
+    use. A date column whose order no value decided adds a warn-only ``date_order_assumed``
+    result, and the outcome carries the reading (dialect, aliased and ignored columns).
     """
+    orders: Mapping[str, str] | None = None
+    decimal = None
+    if reading is not None:
+        header = reading.header
+        orders, decimal = reading.field_orders, reading.dialect.decimal
     checked = raw_checked_frame(frame, header, profile)
     rows = _row_numbers(frame, first=2)
-    suite = raw_suite(profile, header, email_threshold=email_threshold)
-    return _validate(suite, checked, rows, file_name, settings, gx=gx, gx_max_rows=gx_max_rows,
-                     run_time=run_time)
+    suite = raw_suite(profile, header, email_threshold=email_threshold, date_orders=orders,
+                      decimal=decimal)
+    outcome = _validate(suite, checked, rows, file_name, settings, gx=gx,
+                        gx_max_rows=gx_max_rows, run_time=run_time)
+    if reading is None:
+        return outcome
+    assumed = tuple(
+        RuleResult("date_order_assumed", column, blocking=False, success=False,
+                   unexpected_count=0, element_count=0, unexpected_percent=0.0,
+                   detail=f"no value decides between dd/mm and mm/dd: {label} assumed "
+                          f"(the profile's order)")
+        for column, label in reading.assumed_date_orders().items())
+    return replace(outcome, results=outcome.results + assumed, reading=reading.to_dict())
 
 
 def validate_pseudonymized(frame: pd.DataFrame, kind: str, file_name: str, settings: Settings, *,

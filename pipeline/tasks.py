@@ -64,13 +64,7 @@ def list_landing_files(settings: Settings, *, min_age_seconds: float = 0.0,
 def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") -> dict[str, Any]:
     """Run the raw suite; a failing file is moved to quarantine/ with a report (a branch, not a crash)."""
     from expectations.validate import quarantine_file, validate_raw
-    from transforms.read import (
-        detect_profile,
-        read_chunks,
-        sha256_file,
-        sniff_dialect,
-        validate_whole_file,
-    )
+    from transforms.read import detect_profile, plan_read, read_chunk, sha256_file, sniff_dialect
 
     file = Path(path)
     sha = sha256_file(file)
@@ -79,11 +73,13 @@ def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") ->
     try:
         profile = detect_profile(file, source)
         dialect = sniff_dialect(file, profile)
-        validate_whole_file(file, profile, dialect)
-        header = _read_header(file, dialect.encoding, dialect.delimiter)
+        plan = plan_read(file, profile, dialect, settings.chunk_rows, validate=True)
+        header = list(plan.report.header)  # aliases resolved to the profile's names
         warnings: list[str] = []
-        for batch in _validation_batches(read_chunks(file, profile, dialect)):
-            outcome = validate_raw(batch, header, profile, file.name, settings)
+        chunks = (read_chunk(plan, k) for k in range(plan.chunks))
+        for batch in _validation_batches(chunks):
+            outcome = validate_raw(batch, header, profile, file.name, settings,
+                                   reading=plan.report)
             warnings.extend(r.rule for r in outcome.warnings())
             if not outcome.success:
                 report = quarantine_file(file, outcome, settings)
@@ -96,7 +92,8 @@ def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") ->
         return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
                 "rule": str(err), "quarantine": str(report)}
     return {"file": file.name, "path": path, "status": VALID, "sha256": sha,
-            "source": profile.name, "warnings": sorted(set(warnings))}
+            "source": profile.name, "warnings": sorted(set(warnings)),
+            "dialect": plan.report.dialect.to_dict()}
 
 
 #: Rows validated together: whole files up to this size, so file-wide rules (unique source

@@ -170,25 +170,23 @@ def test_quoted_newlines_and_escaped_quotes_are_fine(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- delimiter
 
 
-def test_wrong_delimiter_for_the_profile(tmp_path: Path) -> None:
-    path = write(tmp_path / "nationbuilder.csv", nb_text(4, canary_at=1, delimiter=";"))
-    err = rejected(path, "delimiter", 1)
-    assert "';'" in str(err) and "','" in str(err)
-    with pytest.raises(InputFileError) as caught:
-        sniff_dialect(path, NATIONBUILDER_PEOPLE)
-    assert caught.value.rule == "delimiter"
+def test_a_profile_delimiter_is_a_hint_not_a_requirement(tmp_path: Path) -> None:
+    """The French-Excel re-save of a comma export (issue #15) is read, as are | and tab."""
+    for delimiter in (";", "|", "\t"):
+        path = write(tmp_path / "nationbuilder.csv", nb_text(4, canary_at=1, delimiter=delimiter))
+        assert check_all(path) == 4
+        assert check_all(path, "nationbuilder_people") == 4
+        assert sniff_dialect(path, NATIONBUILDER_PEOPLE).delimiter == delimiter
+    header = ["VanID", "DateCanvassed", "ContactType", "ResultShortName", "Zip5", "CanvassedBy"]
+    text = ",".join(header) + "\n" + f"1,03/02/2026,Walk,Canvassed,69003,{CANARY_NAME}\n"
+    assert check_all(write(tmp_path / "van.txt", text), "van_contacts") == 1
 
 
 def test_no_known_delimiter(tmp_path: Path) -> None:
-    path = write(tmp_path / "nationbuilder.csv", nb_text(4, canary_at=1, delimiter="|"))
-    rejected(path, "delimiter", 1)
+    path = write(tmp_path / "nationbuilder.csv", nb_text(4, canary_at=1, delimiter=":"))
+    err = rejected(path, "delimiter", 1)
+    assert "none of , ; tab |" in str(err)
     rejected(path, "delimiter", 1, source="nationbuilder_people")
-
-
-def test_tab_profile_given_a_comma_file(tmp_path: Path) -> None:
-    header = ["VanID", "DateCanvassed", "ContactType", "ResultShortName", "Zip5", "CanvassedBy"]
-    text = ",".join(header) + "\n" + f"1,03/02/2026,Walk,Canvassed,69003,{CANARY_NAME}\n"
-    rejected(write(tmp_path / "van.txt", text), "delimiter", 1, source="van_contacts")
 
 
 # --------------------------------------------------------------------------- encodings
@@ -234,16 +232,25 @@ def test_bytes_undefined_in_cp1252(tmp_path: Path) -> None:
     rejected(write(tmp_path / "porte.csv", data), "encoding", 3, source="fr_canvass")
 
 
-def test_utf16(tmp_path: Path) -> None:
+def test_utf16_is_read_and_utf32_rejected(tmp_path: Path) -> None:
     path = write(tmp_path / "people.csv", nb_text(3).encode("utf-16"))
-    rejected(path, "encoding", 1)
+    assert check_all(path) == 3
+    assert sniff_dialect(path, NATIONBUILDER_PEOPLE).encoding == "utf-16-le"
+    rejected(write(tmp_path / "people32.csv", nb_text(3).encode("utf-32")), "encoding", 1)
+
+
+def test_utf16_with_an_unpaired_surrogate_names_the_line(tmp_path: Path) -> None:
+    data = bytearray(nb_text(5).encode("utf-16-le"))
+    at = nb_text(5).index("\n", nb_text(5).index("\n") + 1) * 2 + 6  # inside line 3
+    data[at:at + 2] = b"\x00\xd8"  # a lone high surrogate
+    rejected(write(tmp_path / "people.csv", b"\xff\xfe" + bytes(data)), "encoding", 3)
 
 
 # --------------------------------------------------------------------------- columns
 
 
 def test_missing_required_column_is_named(tmp_path: Path) -> None:
-    text = nb_text(4, canary_at=0).replace("primary_zip", "zip_code", 1)
+    text = nb_text(4, canary_at=0).replace("primary_zip", "zone", 1)
     err = rejected(write(tmp_path / "nationbuilder_people.csv", text), "missing_column", 1,
                    source="nationbuilder_people")
     assert err.column == "primary_zip" and "primary_zip" in str(err)

@@ -146,7 +146,7 @@ CORPUS: list[tuple[str, str, Callable[[Rows], Rows], str, str, int]] = [
     ("postcode with 4 digits", "donations", lambda r: _set(r, 0, "zip", "1300"),
      "postcode_valid", "zip", 2),
     ("date in the wrong format", "van_contacts",
-     lambda r: _set(r, 12, "DateCanvassed", "2026-03-02"), "date_parses", "DateCanvassed", 14),
+     lambda r: _set(r, 12, "DateCanvassed", "2 mars 2026"), "date_parses", "DateCanvassed", 14),
     ("impossible birth date", "nationbuilder_people", lambda r: _set(r, 20, "born_at", "02/30/1961"),
      "date_parses", "born_at", 22),
     ("amount that is not a number", "donations", lambda r: _set(r, 5, "amount", "douze euros"),

@@ -226,9 +226,12 @@ def test_contact_dates_become_iso_weeks(day: str, week: str) -> None:
 def test_unparseable_dates_are_rejected_with_row_and_column() -> None:
     with pytest.raises(InputFileError) as caught:
         people([{"birth_date": "04/23/1961"}, {"birth_date": "23/04/1961"}])
-    err = caught.value
-    assert (err.rule, err.row, err.column) == ("date_format", 3, "born_at")
+    err = caught.value  # mm/dd then dd/mm in one column: mixed orders (issue #15)
+    assert (err.rule, err.row, err.column) == ("date_order", 3, "born_at")
     assert "23/04/1961" not in str(err)
+    with pytest.raises(InputFileError) as caught:
+        people([{"birth_date": "04/23/1961"}, {"birth_date": "1961-04-23 not a time"}])
+    assert (caught.value.rule, caught.value.row) == ("date_format", 3)
     with pytest.raises(InputFileError) as caught:
         people([{"birth_date": "02/30/1990"}])  # no rolling over to March
     assert caught.value.rule == "date_format"
@@ -327,8 +330,8 @@ def test_donation_rows() -> None:
 @pytest.mark.parametrize(("amount", "rule"), [("-20.00", "negative_amount"),
                                               ("20,00", "amount_format"), (None, "amount_format")])
 def test_bad_donation_amounts_name_row_and_column(amount: str | None, rule: str) -> None:
-    with pytest.raises(InputFileError) as caught:
-        donations([{"amount": "10"}, {"amount": "10"}, {"amount": amount}])
+    with pytest.raises(InputFileError) as caught:  # 10.50 proves '.': 20,00 is then wrong
+        donations([{"amount": "10.50"}, {"amount": "10"}, {"amount": amount}])
     err = caught.value
     assert (err.rule, err.row, err.column) == (rule, 4, "amount")
     assert "20" not in str(err).replace("d.csv", "")

@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from transforms.normalize import normalize_chunk
 from transforms.profiles_yaml import ProfileError, load_profile
 from transforms.read import (
     FileDialect,
     detect_profile,
+    plan_read,
+    read_chunk,
     read_chunks,
     sha256_file,
     sniff_dialect,
@@ -300,3 +304,73 @@ def test_blank_lines_before_the_header(tmp_path: Path) -> None:
     assert validate_whole_file(path, DONATIONS, dialect) == 1
     frame = next(read_chunks(path, DONATIONS, dialect))
     assert frame["row_number"].tolist() == [4] and frame["amount"].tolist() == ["50.00"]
+
+
+# --------------------------------------------------------------------------- issue #15
+
+
+def test_utf16_is_read_in_chunks_without_a_copy(tmp_path: Path) -> None:
+    """Excel's "Unicode text": UTF-16 LE with BOM, tab, CRLF; accents and multi-line notes."""
+    rows = [nb_row(i, note="à revoir\nsur deux lignes, « guillemets »" if i % 7 == 0 else "")
+            for i in range(95)]
+    original = write_csv(tmp_path / "nb.csv", NB_HEADER, rows, bom=True)
+    buf = io.StringIO()
+    csv.writer(buf, delimiter="\t", lineterminator="\r\n").writerows([NB_HEADER, *rows])
+    work = tmp_path / "u16"
+    work.mkdir()
+    path = work / "nationbuilder_unicode.txt"
+    path.write_bytes(buf.getvalue().encode("utf-16"))
+    dialect = sniff_dialect(path, NATIONBUILDER_PEOPLE)
+    assert dialect.to_dict() == {"encoding": "utf-16-le", "delimiter": "tab", "decimal": ".",
+                                 "bom": True, "line_ending": "CRLF"}
+    assert validate_whole_file(path, NATIONBUILDER_PEOPLE, dialect) == 95
+    got = pd.concat(read_chunks(path, NATIONBUILDER_PEOPLE, chunk_rows=10), ignore_index=True)
+    want = pd.concat(read_chunks(original, NATIONBUILDER_PEOPLE, chunk_rows=10),
+                     ignore_index=True)
+    pd.testing.assert_frame_equal(got.drop(columns="row_number"),
+                                  want.drop(columns="row_number"))
+    assert got["row_number"].tolist() == want["row_number"].tolist()
+    assert sorted(p.name for p in work.iterdir()) == [path.name]  # nothing transcoded to disk
+    be = work / "be.txt"
+    be.write_bytes(buf.getvalue().encode("utf-16-be"))  # no BOM: known by its zero bytes
+    assert sniff_dialect(be, NATIONBUILDER_PEOPLE).encoding == "utf-16-be"
+    assert len(pd.concat(read_chunks(be, NATIONBUILDER_PEOPLE, chunk_rows=10))) == 95
+
+
+def test_latin1_profile_hint_and_cp1252_default(tmp_path: Path) -> None:
+    path = fr_file(tmp_path / "pap.csv")
+    assert sniff_dialect(path, FR_CANVASS).encoding == "cp1252"
+    latin = replace(FR_CANVASS, name="fr_latin", encoding="latin-1")
+    assert sniff_dialect(path, latin).encoding == "latin-1"
+    frame = next(read_chunks(path, latin))
+    assert frame["canvasser_id"].tolist() == ["Hélène Militante"] * 2
+
+
+def test_headers_match_case_accents_and_aliases(tmp_path: Path) -> None:
+    header = ["ID_Contact", "Date Passage", "Nom", "Code postal", "Téléphone portable",
+              "Courriel", "Resultat", "Militant", "Colonne 0612345678"]
+    rows = [["P1", "10/02/2026", "NOM", "69003", "06 12 34 56 78", "a@example.org", "Absent",
+             "Hélène", "secret"]]
+    path = write_csv(tmp_path / "export.csv", header, rows, delimiter=";")
+    assert detect_profile(path) is FR_CANVASS
+    plan = plan_read(path, FR_CANVASS)
+    assert plan.report.aliases == {"id_contact": "ID_Contact", "date_passage": "Date Passage",
+                                   "code_postal": "Code postal", "téléphone": "Téléphone portable",
+                                   "email": "Courriel", "résultat": "Resultat",
+                                   "militant": "Militant"}
+    assert plan.report.ignored == ("Nom", "(column 9)")  # a value-like name is not echoed
+    frame = read_chunk(plan, 0)
+    assert frame[["phone", "email", "result"]].iloc[0].tolist() == \
+        ["06 12 34 56 78", "a@example.org", "Absent"]
+    assert "secret" not in frame.astype(str).to_numpy().ravel().tolist()
+
+
+def test_decimal_comma_with_thousands_is_decided_per_file(tmp_path: Path) -> None:
+    rows = [["1000", "X", "a@example.org", "69003", amount, "14/02/2026", "card", "false"]
+            for amount in ("50", "1 234,50", "1.234,50", "12,5", "7")]
+    path = write_csv(tmp_path / "dons.csv", DON_HEADER, rows, delimiter=";")
+    plan = plan_read(path, DONATIONS)
+    assert plan.dialect.decimal == "," and plan.attrs["decimal"] == ","
+    frame, _ = normalize_chunk(read_chunk(plan, 0), DONATIONS, path.name)
+    assert frame["amount_cents"].tolist() == [5000, 123450, 123450, 1250, 700]
+    assert frame["month"].tolist() == ["2026-02"] * 5

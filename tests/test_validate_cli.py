@@ -57,10 +57,16 @@ def test_json_output(landing: Path) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["ok"] is True and payload["profile"] == "van_contacts"
-    assert (payload["blocking_failures"], payload["warnings"], payload["gx_result"]) == (0, 1, None)
+    assert (payload["blocking_failures"], payload["warnings"], payload["gx_result"]) == (0, 2, None)
     warned = [r for r in payload["results"] if not r["success"]]
+    # every DateCanvassed is like 03/02/2026: no value decides the order, mm/dd is assumed
     assert [(r["rule"], r["column"], r["first_rows"]) for r in warned] == \
-        [("channel_in_vocabulary", "ContactType", [4])]
+        [("channel_in_vocabulary", "ContactType", [4]), ("date_order_assumed", "DateCanvassed", [])]
+    assert "mm/dd assumed" in warned[1]["detail"]
+    assert payload["dialect"] == {"encoding": "utf-8", "delimiter": "tab", "decimal": ".",
+                                  "bom": False, "line_ending": "LF"}
+    assert payload["reading"]["date_orders"] == {"DateCanvassed": {"order": "mm/dd",
+                                                                   "assumed": True}}
     assert "pigeon" not in result.stdout
 
 

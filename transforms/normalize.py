@@ -48,6 +48,16 @@ from core.errors import InputFileError
 from core.geography import Geography, Placement, load_geography
 from core.vocabulary import AGE_BANDS, CHANNELS, DONATION_METHODS, RESULTS
 from transforms import phones
+from transforms.dates import (
+    ORDER_LABELS,
+    MixedDateOrder,
+    Order,
+    decide_order,
+    order_evidence,
+    parse_date_text,
+    parse_dates,
+    profile_order,
+)
 from transforms.phones import normalize_phones_arrow
 from transforms.sources import CHANNEL_MAP, SourceProfile
 
@@ -85,7 +95,9 @@ EMAIL_PATTERN = (rf"^[^=+\-@.\s<>(),;:\"\[\]\\]{_EMAIL_CHAR}*@(?:{_DOMAIN_CHAR}+
                  rf"{_DOMAIN_CHAR}{{2,}}$")
 _AGE_EDGES = np.array([18, 25, 35, 45, 55, 65, 75, 121])
 _BAND_LABELS = pa.array([*AGE_BANDS, None], type=pa.string())
-_TIME_SUFFIX = re.compile(r"[ T].*$")
+__all__ = ["COMMON_COLUMNS", "KIND_COLUMNS", "NormalizeStats", "detect_decimal",
+           "normalize_chunk", "normalize_email", "normalize_phones", "parse_amount",
+           "parse_bool", "parse_date_text", "parse_dates"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ def normalize_chunk(raw: pd.DataFrame, profile: SourceProfile, file_name: str, *
     """
     n = len(raw)
     rows = raw["row_number"].to_numpy(dtype=np.int64)
-    ctx = _Context(file_name, profile, rows)
+    ctx = _Context(file_name, profile, rows, raw.attrs)
     col = ctx.column_getter(raw)
     out: dict[str, pa.Array] = {}
 
@@ -167,45 +179,6 @@ def normalize_phones(s: pd.Series, default_region: str = "FR") -> pd.Series:
     return phones.normalize_phones(s, default_region)
 
 
-def parse_date_text(text: str, date_format: str) -> date | None:
-    """One date in ``date_format`` (a time after a space or ``T`` is ignored), or ``None``."""
-    text = text.strip().lstrip("'").strip()
-    if not text:
-        return None
-    for candidate in (text, _TIME_SUFFIX.sub("", text)):
-        try:
-            return datetime.strptime(candidate, date_format).date()
-        except ValueError:
-            continue
-    return None
-
-
-def parse_dates(values: pa.Array, date_format: str) -> pa.Array:
-    """Dates of a string array (date32); unparseable values become null.
-
-    pyarrow parses the unique values; its result is kept only where formatting it back
-    gives the text (pyarrow rolls 02/30 over to 03/02); the rest, e.g. unpadded ``4/5/2026``,
-    go through :func:`parse_date_text`.
-    """
-    if isinstance(values, pa.ChunkedArray):  # callers may hand over a column of a table
-        values = values.combine_chunks()
-    if len(values) == 0:
-        return pa.array([], type=pa.date32())
-    encoded = pc.dictionary_encode(values)
-    uniques = pc.replace_substring_regex(encoded.dictionary, r"[ T].*$", "")
-    stamps = pc.strptime(uniques, format=date_format, unit="s", error_is_null=True)
-    exact = pc.fill_null(pc.equal(pc.strftime(stamps, format=date_format), uniques), False)
-    parsed = pc.cast(stamps, pa.date32())
-    redo = pc.indices_nonzero(pc.invert(exact)).to_pylist()
-    if redo:
-        fixed = parsed.to_pylist()
-        originals = encoded.dictionary.to_pylist()
-        for i in redo:
-            fixed[i] = parse_date_text(originals[i], date_format)
-        parsed = pa.array(fixed, type=pa.date32())
-    return pc.take(parsed, encoded.indices)
-
-
 def parse_bool(values: pa.Array) -> pa.Array:
     """Yes/no words in English and French (true/false, oui/non, 1/0, x) to booleans."""
     is_true = pc.is_in(values, value_set=_CASED_TRUE)
@@ -216,6 +189,46 @@ def parse_bool(values: pa.Array) -> pa.Array:
         is_false = pc.is_in(lowered, value_set=pa.array(FALSE_WORDS))
     unknown = pa.scalar(None, pa.bool_())
     return pc.if_else(is_true, True, pc.if_else(is_false, False, unknown))
+
+
+#: Amounts whose shape proves the decimal mark (cents: one or two digits after it).
+_SPACES = " \u00a0\u202f"  # a space, and the no-break spaces French Excel writes
+_DECIMAL_PROOF = {
+    ",": rf"^-?(?:\d+|\d{{1,3}}(?:[{_SPACES}.]\d{{3}})+),\d{{1,2}}$",
+    ".": rf"^-?(?:\d+|\d{{1,3}}(?:[{_SPACES},]\d{{3}})+)\.\d{{1,2}}$",
+}
+#: Amounts with groups of thousands and no decimals: ``1.234`` hints at ``,``, ``1,234`` at ``.``.
+_DECIMAL_HINT = {",": r"^-?\d{1,3}(?:\.\d{3})+$", ".": r"^-?\d{1,3}(?:,\d{3})+$"}
+
+
+def detect_decimal(values: pa.Array | pa.ChunkedArray, default: str) -> str:
+    """The decimal mark of an amount column: ``,`` or ``.``, decided by the values.
+
+    An amount with one or two digits after a mark (``12,50``, ``1 234,50``, ``1.234,50``)
+    proves it; when no value proves either, groups of thousands without decimals
+    (``1.234``) hint the other mark; when the values say nothing, or contradict each other
+    (then the parser rejects the odd ones, with their rows), ``default`` (the profile's) holds.
+
+    >>> detect_decimal(pa.array(["12", "12,50", "1 234,50"]), "."), detect_decimal(pa.array(["7"]), ".")
+    (',', '.')
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if len(values) == 0:
+        return default
+    text = pc.utf8_trim_whitespace(pc.replace_substring_regex(
+        pc.unique(values), r"(?i)\s*(€|eur)\s*$|^\s*(€|eur)\s*|^'", ""))
+
+    def any_match(pattern: str) -> bool:
+        return bool(pc.any(pc.match_substring_regex(text, pattern)).as_py())
+
+    proofs = [d for d, pattern in _DECIMAL_PROOF.items() if any_match(pattern)]
+    if len(proofs) == 1:
+        return proofs[0]
+    if proofs:
+        return default
+    hints = [d for d, pattern in _DECIMAL_HINT.items() if any_match(pattern)]
+    return hints[0] if len(hints) == 1 else default
 
 
 def parse_amount(text: str, decimal: str) -> tuple[int | None, str | None]:
@@ -248,10 +261,12 @@ def parse_amount(text: str, decimal: str) -> tuple[int | None, str | None]:
 class _Context:
     """What error messages need: the file, the profile's raw column names, row numbers."""
 
-    def __init__(self, file_name: str, profile: SourceProfile, rows: np.ndarray) -> None:
+    def __init__(self, file_name: str, profile: SourceProfile, rows: np.ndarray,
+                 attrs: Mapping[str, Any] | None = None) -> None:
         self.file_name = file_name
         self.profile = profile
         self.rows = rows
+        self.attrs: Mapping[str, Any] = attrs or {}
 
     def column_getter(self, raw: pd.DataFrame) -> Callable[[str], pa.Array | None]:
         def get(field: str) -> pa.Array | None:
@@ -270,19 +285,39 @@ class _Context:
             raise InputFileError(self.file_name, rule, detail, row=int(self.rows[first]),
                                  column=column)
 
+    def raw_column(self, field: str) -> str:
+        return self.profile.fields.get(field, field)
+
+    def order(self, values: pa.Array, field: str) -> Order:
+        """The column's day/month order: the file's (decided by the reader over every row), or
+        this chunk's own when normalizing a frame the reader did not plan."""
+        decided = self.attrs.get("date_orders")
+        if isinstance(decided, Mapping) and field in decided:
+            return decided[field]  # type: ignore[no-any-return]
+        try:
+            order, _ = decide_order(order_evidence(values, self.rows),
+                                    profile_order(self.profile.date_format,
+                                                  self.profile.date_order))
+        except MixedDateOrder as err:
+            raise InputFileError(self.file_name, "date_order", str(err), row=err.row,
+                                 column=self.raw_column(field)) from None
+        return order
+
     def dates(self, values: pa.Array | None, field: str, n: int,
-              required: bool = False) -> pa.Array:
+              required: bool = False, latest: date | None = None) -> pa.Array:
         """Parse a date column; a value that does not parse (or a missing required one) fails."""
         if values is None:
             if required:
                 raise InputFileError(self.file_name, "date_format", "the date column is missing",
-                                     column=self.profile.fields.get(field, field))
+                                     column=self.raw_column(field))
             return pa.nulls(n, pa.date32())
-        parsed = parse_dates(values, self.profile.date_format)
+        order = self.order(values, field)
+        parsed = parse_dates(values, self.profile.date_format, order=order, latest=latest)
         bad = pc.is_null(parsed) if required else pc.and_(pc.is_valid(values),
                                                            pc.is_null(parsed))
         self.fail_first(bad, field, "date_format",
-                        f"not a date in the format {self.profile.date_format}")
+                        f"not a date: neither ISO 8601 nor {ORDER_LABELS[order]}/yyyy "
+                        f"(this column's order) nor {self.profile.date_format}")
         return parsed
 
 
@@ -425,8 +460,8 @@ def _bool(values: pa.Array | None, n: int) -> pa.Array:
 def _people(ctx: _Context, col: Callable[[str], pa.Array | None], raw: pd.DataFrame,
             reference_date: date | None, n: int) -> dict[str, pa.Array]:
     created = ctx.dates(col("created_at"), "created_at", n)
-    born = ctx.dates(col("birth_date"), "birth_date", n)
     ref = reference_date or raw.attrs.get("reference_date") or pc.max(created).as_py()
+    born = ctx.dates(col("birth_date"), "birth_date", n, latest=ref)
     if ref is None and n:
         log.warning("%s: no reference date (no created_at): age bands left empty", ctx.file_name)
     return {
@@ -534,7 +569,8 @@ def _donations(ctx: _Context, col: Callable[[str], pa.Array | None],
     if amounts is None:
         raise InputFileError(ctx.file_name, "amount_format", "the amount column is missing",
                              column=ctx.profile.fields.get("amount", "amount"))
-    decimal = ctx.profile.decimal
+    decimal = str(raw_decimal) if (raw_decimal := ctx.attrs.get("decimal")) else \
+        detect_decimal(amounts, ctx.profile.decimal)
     parsed = _map_unique(amounts, lambda t: parse_amount(t, decimal)[0], pa.int64())
     rules = pc.fill_null(_map_unique(amounts, lambda t: parse_amount(t, decimal)[1], pa.string()),
                          "")

@@ -24,8 +24,10 @@ the key path, before any row is read. Example::
 
 Keys: ``name``, ``kind`` (people | contacts | donations), ``namespace``, ``fields``
 (internal field -> raw column), ``required``, ``id_column``, ``date_format`` (strptime),
-and optionally ``encoding`` (utf-8 | cp1252), ``delimiter`` (``,`` ``;`` or ``\\t``),
-``decimal`` (``.`` or ``,``), ``value_maps`` (result | channel | method: raw -> code),
+and optionally ``encoding`` (utf-8 | cp1252 | latin-1), ``delimiter`` (``,`` ``;`` ``\\t``
+or ``|``), ``decimal`` (``.`` or ``,``) — the tool's usual dialect: a hint and a default, each
+file's own is sniffed — ``date_order`` (dmy | mdy: numeric dates when no value decides),
+``column_aliases`` (raw column -> other spellings), ``value_maps`` (result | channel | method: raw -> code),
 ``lawful_basis`` (regular_contact | consent_column | none), ``consent_column``,
 ``filename_hints``, ``description``, and for contacts and donations ``event_key``: the
 normalized fields that identify one event in the source (from ``EVENT_KEY_FIELDS`` of
@@ -85,14 +87,16 @@ class _ProfileModel(BaseModel):
     required: list[str] = Field(min_length=1)
     id_column: str
     date_format: str
-    encoding: Literal["utf-8", "cp1252"] | None = None
-    delimiter: Literal[",", ";", "\t"] | None = None
+    encoding: Literal["utf-8", "cp1252", "latin-1"] | None = None
+    delimiter: Literal[",", ";", "\t", "|"] | None = None
     decimal: Literal[".", ","] = "."
     value_maps: dict[Literal["result", "channel", "method"], dict[str, str]] = {}
     lawful_basis: Literal["regular_contact", "consent_column", "none"] = "regular_contact"
     consent_column: str | None = None
     filename_hints: list[str] = []
     description: str = ""
+    date_order: Literal["dmy", "mdy"] | None = None
+    column_aliases: dict[str, list[str]] = {}
     event_key: list[str] = []
 
     @field_validator("date_format")
@@ -168,5 +172,7 @@ def load_profile(path: Path) -> SourceProfile:
                                      for k, v in model.value_maps.items()}),
         lawful_basis=model.lawful_basis, consent_column=model.consent_column,
         filename_hints=tuple(model.filename_hints), description=model.description,
+        date_order=model.date_order,
+        column_aliases=MappingProxyType({k: tuple(v) for k, v in model.column_aliases.items()}),
         event_key=tuple(model.event_key),
     )

@@ -45,8 +45,9 @@ import codecs
 import csv
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -58,12 +59,26 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from core.errors import InputFileError, InvariantViolation
+from transforms.dates import (
+    ORDER_LABELS,
+    MixedDateOrder,
+    Order,
+    OrderEvidence,
+    decide_order,
+    order_evidence,
+    parse_dates,
+    profile_order,
+)
+from transforms.headers import HeaderMatch, match_header
 from transforms.sources import BUILTIN_PROFILES, SourceProfile, guess_profile_from_name
 
 log = logging.getLogger(__name__)
 
 UTF8_BOM = codecs.BOM_UTF8
-CANDIDATE_DELIMITERS = (",", ";", "\t")
+CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+#: Python codec names a file may be read with (``utf-8-sig``: UTF-8 after a BOM).
+ENCODINGS = ("utf-8", "utf-8-sig", "cp1252", "latin-1", "utf-16-le", "utf-16-be")
+_UTF16_BOMS = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE}
 MAX_FIELD_BYTES = 64 * 1024
 #: Share of control bytes (other than tab, CR, LF) above which a file is binary, not text.
 MAX_CONTROL_RATIO = 0.01
@@ -83,19 +98,53 @@ _QUOTE = 34
 
 @dataclass(frozen=True)
 class FileDialect:
-    """How a file is written. ``encoding`` is a Python codec name: ``utf-8-sig`` when the file
-    starts with a BOM, ``utf-8`` or ``cp1252`` otherwise."""
+    """How a file is written, as sniffed from the file itself.
+
+    ``encoding`` is a Python codec name: ``utf-8-sig`` when a UTF-8 file starts with a BOM,
+    ``utf-8``, ``cp1252`` or ``latin-1`` otherwise, or ``utf-16-le``/``utf-16-be`` (then
+    ``has_bom`` says whether a UTF-16 BOM starts the file). ``decimal`` is the decimal mark of
+    amounts; ``line_ending`` is ``CRLF``, ``LF`` or ``CR``, for reports only.
+    """
 
     encoding: str
     delimiter: str
     decimal: str
     has_bom: bool
+    line_ending: str = field(default="LF", compare=False)
 
     def __post_init__(self) -> None:
         if self.delimiter not in CANDIDATE_DELIMITERS:
             raise ValueError(f"unsupported delimiter {self.delimiter!r}")
-        if self.encoding not in ("utf-8", "utf-8-sig", "cp1252"):
+        if self.encoding not in ENCODINGS:
             raise ValueError(f"unsupported encoding {self.encoding!r}")
+        if self.decimal not in (".", ","):
+            raise ValueError(f"unsupported decimal mark {self.decimal!r}")
+
+    @property
+    def utf16(self) -> bool:
+        return self.encoding.startswith("utf-16")
+
+    @property
+    def bom_bytes(self) -> int:
+        """Length of the byte-order mark the file starts with (0 when none)."""
+        if not self.has_bom:
+            return 0
+        return 2 if self.utf16 else len(UTF8_BOM)
+
+    @property
+    def codec(self) -> str:
+        """The codec of the bytes after the BOM."""
+        return "utf-8" if self.encoding == "utf-8-sig" else self.encoding
+
+    def to_dict(self) -> dict[str, object]:
+        """What a report shows: encoding, delimiter, decimal mark, BOM, line ending."""
+        return {"encoding": self.codec, "delimiter": _show(self.delimiter),
+                "decimal": self.decimal, "bom": self.has_bom, "line_ending": self.line_ending}
+
+    def describe(self) -> str:
+        """One line for a log: ``utf-8 with BOM, ',' delimited, '.' decimals, LF``."""
+        return (f"{self.codec}{' with BOM' if self.has_bom else ''}, {_show(self.delimiter)} "
+                f"delimited, {self.decimal!r} decimals, {self.line_ending}")
 
 
 def sha256_file(path: Path) -> str:
@@ -113,37 +162,105 @@ def sha256_file(path: Path) -> str:
 
 
 def sniff_dialect(path: Path, profile: SourceProfile | None = None) -> FileDialect:
-    """Decide encoding and delimiter from the file itself; check the header against ``profile``.
+    """Decide encoding, BOM, delimiter and line ending from the file itself.
 
-    The encoding is decided by the first non-ASCII bytes anywhere in the file: valid UTF-8
-    there means UTF-8 (cp1252 text with accents never is), otherwise cp1252. A profile's
-    declared delimiter is enforced (a ``;`` file for a ``,`` profile is rejected, rule
-    ``delimiter``); a declared encoding only decides files that are not UTF-8.
+    A UTF-16 file is known by its BOM (or, without one, by the zero bytes of its ASCII
+    characters). Otherwise the encoding is decided by the first non-ASCII bytes anywhere in
+    the file: valid UTF-8 there means UTF-8 (cp1252 text with accents never is), otherwise
+    cp1252 (or latin-1 when the profile says so: they agree on every printable character).
+    The delimiter is the one of ``,`` ``;`` tab ``|`` on which the header holds the profile's
+    required columns, the profile's own delimiter first: the profile's dialect is a hint, not
+    a requirement. ``decimal`` here is the profile's (or ``,`` for a ``;`` file without
+    profile); :func:`plan_read` decides it from the amounts themselves.
     """
     name = path.name
     head = _read_head(path)
-    has_bom = head.startswith(UTF8_BOM)
-    body = head[len(UTF8_BOM):] if has_bom else head
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputFileError(name, "encoding", "UTF-16/UTF-32 is not supported: save the export "
-                             "as UTF-8 or cp1252", row=1)
-    if not body.strip() and path.stat().st_size <= len(head):
-        raise InputFileError(name, "empty_file", "the file holds no data")
-    _check_binary(body, name, line_base=0)
-    encoding = _detect_encoding(path, has_bom, profile)
-    header_bytes = _first_line(body)
-    if len(header_bytes) >= _MAX_HEADER_BYTES:
-        raise InputFileError(name, "field_too_large", "the header line is longer than 1 MiB", row=1)
-    try:
-        header_text = header_bytes.decode("utf-8" if encoding.startswith("utf-8") else encoding)
-    except UnicodeDecodeError:
-        raise InputFileError(name, "mixed_encoding" if has_bom else "encoding",
-                             "the header is not in the file's encoding", row=1) from None
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise InputFileError(name, "encoding", "UTF-32 is not supported: save the export as "
+                             "UTF-8, UTF-16 or cp1252", row=1)
+    utf16 = _utf16_kind(head)
+    if utf16 is not None:
+        encoding, has_bom = utf16
+        text = _decode_head_utf16(head, encoding, has_bom, name)
+        if not text.strip() and path.stat().st_size <= len(head):
+            raise InputFileError(name, "empty_file", "the file holds no data")
+        header_text = _first_text_line(text)
+    else:
+        has_bom = head.startswith(UTF8_BOM)
+        body = head[len(UTF8_BOM):] if has_bom else head
+        if not body.strip() and path.stat().st_size <= len(head):
+            raise InputFileError(name, "empty_file", "the file holds no data")
+        _check_binary(body, name, line_base=0)
+        encoding = _detect_encoding(path, has_bom, profile)
+        header_bytes = _first_line(body)
+        if len(header_bytes) >= _MAX_HEADER_BYTES:
+            raise InputFileError(name, "field_too_large", "the header line is longer than 1 MiB",
+                                 row=1)
+        try:
+            header_text = header_bytes.decode("utf-8" if encoding.startswith("utf-8")
+                                              else encoding)
+        except UnicodeDecodeError:
+            raise InputFileError(name, "mixed_encoding" if has_bom else "encoding",
+                                 "the header is not in the file's encoding", row=1) from None
+        text = body[:SAMPLE_BYTES].decode("latin-1")  # line endings only
     if not header_text.strip():
         raise InputFileError(name, "empty_file", "the first line is blank: no header", row=1)
     delimiter = _detect_delimiter(header_text, profile, name)
     decimal = profile.decimal if profile is not None else ("," if delimiter == ";" else ".")
-    return FileDialect(encoding=encoding, delimiter=delimiter, decimal=decimal, has_bom=has_bom)
+    return FileDialect(encoding=encoding, delimiter=delimiter, decimal=decimal, has_bom=has_bom,
+                       line_ending=_line_ending(text))
+
+
+def _utf16_kind(head: bytes) -> tuple[str, bool] | None:
+    """``(codec, has_bom)`` of a UTF-16 file, or ``None``.
+
+    Without a BOM, UTF-16 text in a Latin script has a zero byte in (almost) every other
+    position, which no UTF-8 or cp1252 export has (they fail ``binary_content`` otherwise).
+    """
+    for encoding, bom in _UTF16_BOMS.items():
+        if head.startswith(bom):
+            return encoding, True
+    sample = head[:4096]
+    sample = sample[:len(sample) - len(sample) % 2]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    even_zero, odd_zero = even.count(0) / len(even), odd.count(0) / len(odd)
+    if odd_zero > 0.7 and even_zero < 0.05:
+        return "utf-16-le", False
+    if even_zero > 0.7 and odd_zero < 0.05:
+        return "utf-16-be", False
+    return None
+
+
+def _decode_head_utf16(head: bytes, encoding: str, has_bom: bool, name: str) -> str:
+    body = head[2:] if has_bom else head
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        text = decoder.decode(body, final=False)
+    except UnicodeDecodeError as err:
+        before = body[:err.start - err.start % 2].decode(encoding, errors="replace")
+        raise InputFileError(name, "encoding", "bytes that are not UTF-16 in a UTF-16 file",
+                             row=before.count("\n") + 1) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise InputFileError(name, "binary_content", "NUL characters: this is not a text export",
+                             row=text.count("\n", 0, nul) + 1)
+    return text
+
+
+def _first_text_line(text: str) -> str:
+    text = text.lstrip("\r\n")
+    return text.split("\n", 1)[0].rstrip("\r") if "\n" in text else text.split("\r", 1)[0]
+
+
+def _line_ending(text: str) -> str:
+    """``CRLF``, ``LF`` or ``CR``: the most frequent line end of the file's head (a line break
+    inside a quoted field, often a bare LF in a CRLF file, does not make a file "mixed")."""
+    crlf = text.count("\r\n")
+    counts = {"CRLF": crlf, "LF": text.count("\n") - crlf, "CR": text.count("\r") - crlf}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] else "LF"
 
 
 def _read_head(path: Path) -> bytes:
@@ -204,9 +321,8 @@ def _detect_encoding(path: Path, has_bom: bool, profile: SourceProfile | None) -
         raise InputFileError(name, "mixed_encoding", "valid UTF-8, then bytes that are not UTF-8",
                              row=bad_line)
     declared = (profile.encoding or "").lower().replace("_", "-") if profile else ""
-    if declared in ("utf-8", "utf8", "utf-8-sig"):
-        raise InputFileError(name, "encoding", f"profile {profile.name if profile else ''} "
-                             "declares UTF-8 but the file is not UTF-8", row=bad_line)
+    if declared in ("latin-1", "latin1", "iso-8859-1", "iso8859-1"):
+        return "latin-1"
     return "cp1252"
 
 
@@ -246,37 +362,20 @@ def required_columns(profile: SourceProfile) -> tuple[str, ...]:
 def _detect_delimiter(header_text: str, profile: SourceProfile | None, name: str) -> str:
     splits = {d: _split_header(header_text, d) for d in CANDIDATE_DELIMITERS}
     by_width = sorted(CANDIDATE_DELIMITERS, key=lambda d: -len(splits[d]))
+    best = by_width[0]
+    if len(splits[best]) < 2:
+        raise InputFileError(name, "delimiter", "the header splits on none of , ; tab |", row=1)
     if profile is None:
-        best = by_width[0]
-        if len(splits[best]) < 2:
-            raise InputFileError(name, "delimiter", "the header splits on none of , ; tab", row=1)
         return best
     required = required_columns(profile)
 
     def missing(d: str) -> list[str]:
-        return [c for c in required if c not in splits[d]]
+        return match_header(splits[d], profile).missing(required)
 
-    if profile.delimiter is not None:
-        declared = profile.delimiter
-        if not missing(declared):
-            return declared
-        for other in by_width:
-            if other != declared and not missing(other):
-                raise InputFileError(name, "delimiter", f"profile {profile.name} expects "
-                                     f"{_show(declared)} but the header splits on {_show(other)}",
-                                     row=1)
-        if len(splits[declared]) < 2:
-            raise InputFileError(name, "delimiter", f"the header does not split on "
-                                 f"{_show(declared)} (profile {profile.name})", row=1)
-        absent = missing(declared)
-        raise InputFileError(name, "missing_column", f"profile {profile.name} needs "
-                             f"{', '.join(absent)}", row=1, column=absent[0])
-    for d in by_width:
-        if not missing(d) and len(splits[d]) >= 2:
+    hinted = [profile.delimiter] if profile.delimiter in CANDIDATE_DELIMITERS else []
+    for d in dict.fromkeys([*hinted, *by_width]):
+        if len(splits[d]) >= 2 and not missing(d):
             return d
-    best = by_width[0]
-    if len(splits[best]) < 2:
-        raise InputFileError(name, "delimiter", "the header splits on none of , ; tab", row=1)
     absent = missing(best)
     raise InputFileError(name, "missing_column", f"profile {profile.name} needs "
                          f"{', '.join(absent)}", row=1, column=absent[0])
@@ -286,12 +385,24 @@ def _show(delimiter: str) -> str:
     return "tab" if delimiter == "\t" else repr(delimiter)
 
 
-def header_columns(path: Path, dialect: FileDialect) -> list[str]:
-    """The header's column names, stripped of whitespace (and of the BOM)."""
+def _header_text(path: Path, dialect: FileDialect) -> str:
     head = _read_head(path)
+    if dialect.utf16:
+        body = head[dialect.bom_bytes:]
+        text = body[:len(body) - len(body) % 2].decode(dialect.codec, errors="replace")
+        return _first_text_line(text)
     line = _first_line(head[len(UTF8_BOM):] if dialect.has_bom else head)
-    codec = "utf-8" if dialect.encoding.startswith("utf-8") else dialect.encoding
-    return _split_header(line.decode(codec, errors="replace"), dialect.delimiter)
+    return line.decode(dialect.codec, errors="replace")
+
+
+def header_columns(path: Path, dialect: FileDialect) -> list[str]:
+    """The header's column names as written, stripped of whitespace (and of the BOM)."""
+    return _split_header(_header_text(path, dialect), dialect.delimiter)
+
+
+def match_columns(path: Path, dialect: FileDialect, profile: SourceProfile) -> HeaderMatch:
+    """The file's header matched against ``profile`` (see :mod:`transforms.headers`)."""
+    return match_header(header_columns(path, dialect), profile)
 
 
 # --------------------------------------------------------------------------- profiles
@@ -300,7 +411,8 @@ def header_columns(path: Path, dialect: FileDialect) -> list[str]:
 def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
     """The profile of ``path``: a built-in name, a YAML profile path, or ``auto``.
 
-    ``auto`` matches the header against every built-in profile's required columns; when
+    ``auto`` matches the header (split on each candidate delimiter, names matched as
+    :mod:`transforms.headers` does) against every built-in profile's required columns; when
     several match, the one requiring the most columns wins, then the file name hints.
     """
     if requested != "auto":
@@ -315,12 +427,13 @@ def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
         raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
                            "or the path of a YAML profile")
     dialect = sniff_dialect(path, None)
-    names = set(header_columns(path, dialect))
+    splits = [header_columns(path, replace(dialect, delimiter=d)) for d in CANDIDATE_DELIMITERS]
     hinted = guess_profile_from_name(path)
     scored = []
     for profile in BUILTIN_PROFILES.values():
         required = required_columns(profile)
-        absent = [c for c in required if c not in names]
+        absent = min((match_header(cols, profile).missing(required) for cols in splits),
+                     key=len)
         scored.append((len(absent), -len(required), profile is not hinted, profile.name, absent))
     scored.sort()
     n_absent, _, _, best_name, absent = scored[0]
@@ -368,6 +481,7 @@ class _Scanner:
         self.ncols = ncols
         self.delim = ord(dialect.delimiter)
         self.utf8 = dialect.encoding.startswith("utf-8")
+        self.encoding = dialect.encoding
         self.line_base = 0  # physical lines before the current segment
         self.records = 0  # non-empty records so far, header included
         self.header_line = 0
@@ -484,6 +598,8 @@ class _Scanner:
 
     def _check_bytes(self, seg: bytes, line_of: Callable[[int], int]) -> None:
         _check_binary(seg, self.name, self.line_base, ratio=self.line_base == 0)
+        if self.encoding.startswith("utf-16"):
+            return  # decoded strictly while projected (see _utf16_blocks)
         if self.utf8:
             if seg.isascii():
                 return
@@ -493,7 +609,7 @@ class _Scanner:
                 raise self.fail("mixed_encoding", "bytes that are not UTF-8 in a UTF-8 file",
                                 line_of(err.start)) from None
             return
-        undefined = _CP1252_UNDEFINED.search(seg)
+        undefined = _CP1252_UNDEFINED.search(seg) if self.encoding == "cp1252" else None
         if undefined is not None:
             raise self.fail("encoding", "bytes undefined in cp1252: neither UTF-8 nor cp1252",
                             line_of(undefined.start()))
@@ -557,16 +673,26 @@ def _scan(path: Path, dialect: FileDialect, ncols: int, *, full: bool = True,
 
     ``full=False`` only locates records, their lines and (with ``chunk_rows``) where each
     chunk starts: a quarter of the work, for reading a file already validated.
+
+    A UTF-16 file is scanned through its *ASCII projection*: one byte per 16-bit code unit,
+    the unit itself when ASCII, ``A`` otherwise. Quotes, delimiters and line ends are ASCII,
+    so records, fields and lines are where they are in the projection, and a file offset is
+    the BOM plus twice the projection's (field sizes are then counted in code units).
     """
     record_limit = max(_MIN_RECORD_LIMIT, ncols * (MAX_FIELD_BYTES + 3))
+    scanner = _Scanner(path.name, dialect, ncols, full, chunk_rows)
     with path.open("rb") as handle:
-        data = handle.read(BLOCK_BYTES)
-        scanner = _Scanner(path.name, dialect, ncols, full, chunk_rows)
-        if data.startswith(UTF8_BOM):
+        if dialect.utf16:
+            handle.seek(dialect.bom_bytes)
+            blocks: Iterator[bytes] = _utf16_blocks(handle, dialect, path.name)
+        else:
+            blocks = iter(lambda: handle.read(BLOCK_BYTES), b"")
+        data = next(blocks, b"")
+        if not dialect.utf16 and data.startswith(UTF8_BOM):
             data = data[len(UTF8_BOM):]
             scanner.offset_base = len(UTF8_BOM)
         while True:
-            more = handle.read(BLOCK_BYTES)
+            more = next(blocks, b"")
             if not more:
                 scanner.segment(data, final=True)
                 break
@@ -574,7 +700,35 @@ def _scan(path: Path, dialect: FileDialect, ncols: int, *, full: bool = True,
             if cut == 0 and len(data) > record_limit:
                 raise _oversized(path.name, scanner.line_base + 1, data)
             data = data[cut:] + more
-    return scanner.result()
+    scan = scanner.result()
+    if dialect.utf16:
+        scan = replace(scan, chunk_starts=tuple(dialect.bom_bytes + 2 * o
+                                                for o in scan.chunk_starts))
+    return scan
+
+
+def _utf16_blocks(handle: BinaryIO, dialect: FileDialect, name: str) -> Iterator[bytes]:
+    """The ASCII projection of a UTF-16 file (after its BOM), block by block, each block
+    decoded strictly first (an unpaired surrogate or an odd final byte is rule ``encoding``)."""
+    decoder = codecs.getincrementaldecoder(dialect.codec)()
+    unit = np.dtype("<u2" if dialect.encoding == "utf-16-le" else ">u2")
+    lines = 0
+    while True:
+        block = handle.read(BLOCK_BYTES)
+        final = len(block) < BLOCK_BYTES
+        units = np.frombuffer(block[:len(block) - len(block) % 2], dtype=unit)
+        projection = np.where(units < 128, units, 65).astype(np.uint8).tobytes()
+        try:
+            decoder.decode(block, final=final)
+        except UnicodeDecodeError as err:
+            at = min(err.start, len(block)) // 2
+            raise InputFileError(name, "encoding", "bytes that are not UTF-16 in a UTF-16 file",
+                                 row=lines + projection.count(b"\n", 0, at) + 1) from None
+        lines += projection.count(b"\n")
+        if projection:
+            yield projection
+        if final:
+            return
 
 
 def _oversized(name: str, line: int, data: bytes) -> InputFileError:
@@ -590,8 +744,8 @@ def validate_whole_file(path: Path, profile: SourceProfile, dialect: FileDialect
     One streaming pass: encoding, binary content, quoting, field count of every record,
     field sizes. Raises :class:`InputFileError` naming the file, the line and the rule.
     """
-    columns = _checked_columns(path, profile, dialect)
-    scan = _require_data(path, _scan(path, dialect, len(columns)))
+    match = _checked_columns(path, profile, dialect)
+    scan = _require_data(path, _scan(path, dialect, len(match.columns)))
     log.debug("%s: %d data rows, well-formed (%s)", path.name, scan.data_rows, profile.name)
     return scan.data_rows
 
@@ -603,28 +757,69 @@ def _require_data(path: Path, scan: _Scan) -> _Scan:
     return scan
 
 
-def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -> list[str]:
-    """Header names, after checking that every required and mapped column is there once."""
+def _checked_columns(path: Path, profile: SourceProfile, dialect: FileDialect) -> HeaderMatch:
+    """The header matched against the profile, after checking that every required column is
+    there and no column the profile reads is matched twice."""
     head = _read_head(path)
-    if not head.removeprefix(UTF8_BOM).strip() and path.stat().st_size <= len(head):
+    if not head[dialect.bom_bytes:].strip() and path.stat().st_size <= len(head):
         raise InputFileError(path.name, "empty_file", "the file holds no data")
-    columns = header_columns(path, dialect)
-    if len(columns) < 2:
+    match = match_columns(path, dialect, profile)
+    if len(match.columns) < 2:
         raise InputFileError(path.name, "delimiter", f"the header does not split on "
                              f"{_show(dialect.delimiter)}", row=1)
-    absent = [c for c in required_columns(profile) if c not in columns]
+    absent = match.missing(required_columns(profile))
     if absent:
         raise InputFileError(path.name, "missing_column", f"profile {profile.name} needs "
                              f"{', '.join(absent)}", row=1, column=absent[0])
-    wanted = set(profile.fields.values()) | set(required_columns(profile))
-    for col in wanted:
-        if columns.count(col) > 1:
-            raise InputFileError(path.name, "duplicate_column", "the column appears twice",
-                                 row=1, column=col)
-    return columns
+    if match.duplicates:
+        raise InputFileError(path.name, "duplicate_column", "the column appears twice",
+                             row=1, column=match.duplicates[0])
+    return match
 
 
 # --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class DateColumn:
+    """What the reader decided about one date column: its day/month order, whether no value
+    decided it (``assumed``), and whether it holds numeric dates at all."""
+
+    order: Order
+    assumed: bool
+    numeric: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {"order": ORDER_LABELS[self.order] if self.numeric else "none",
+                "assumed": self.assumed}
+
+
+@dataclass(frozen=True)
+class ReadReport:
+    """What reading a file established, value-free: for reports, ``--json`` and logs.
+
+    ``header`` is the header with matched columns under the profile's names (what the raw
+    suite is declared on); ``aliases`` the profile columns found under another spelling;
+    ``ignored`` the columns never read; ``dates`` the decision per date column (raw name).
+    """
+
+    file_name: str
+    profile: str
+    dialect: FileDialect
+    header: tuple[str, ...]
+    aliases: Mapping[str, str]
+    ignored: tuple[str, ...]
+    dates: Mapping[str, DateColumn]
+    field_orders: Mapping[str, Order] = field(default_factory=dict)  # internal field -> order
+
+    def assumed_date_orders(self) -> dict[str, str]:
+        """Raw date columns whose order no value decided -> the order assumed."""
+        return {c: ORDER_LABELS[d.order] for c, d in self.dates.items() if d.assumed}
+
+    def to_dict(self) -> dict[str, object]:
+        return {"dialect": self.dialect.to_dict(), "columns_aliased": dict(self.aliases),
+                "columns_ignored": list(self.ignored),
+                "date_orders": {c: d.to_dict() for c, d in self.dates.items()}}
 
 
 @dataclass(frozen=True)
@@ -646,45 +841,88 @@ class ReadPlan:
     scan: _Scan
     bounds: tuple[int, ...]  # file offsets: chunk k is bytes bounds[k]..bounds[k + 1]
     attrs: Mapping[str, object]
+    report: ReadReport
 
     @property
     def chunks(self) -> int:
         return len(self.bounds) - 1
 
 
+#: Internal fields read as dates (``transforms.normalize``); their order is decided per file.
+DATE_FIELDS = ("birth_date", "created_at", "contact_date", "donation_date")
+_REPORTS: OrderedDict[tuple[str, int, int], ReadReport] = OrderedDict()
+_REPORTS_KEPT = 64
+
+
 def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = None,
               chunk_rows: int = 200_000, *, reference_date: date | None = None,
               validate: bool = False) -> ReadPlan:
-    """Locate the chunks of ``path``; with ``validate``, prove it well-formed in the same pass.
+    """Locate the chunks of ``path`` and decide what only the whole file can say.
 
     ``validate=True`` is :func:`validate_whole_file` and the chunk scan in one streaming pass
-    (it raises :class:`InputFileError` naming the file, the line and the rule).
+    (it raises :class:`InputFileError` naming the file, the line and the rule). Then one pass
+    over the date and amount columns only decides, for the whole file, each date column's
+    day/month order (rule ``date_order`` when a column mixes both), the decimal mark of
+    amounts, and a people file's reference date (its newest ``created_at``). The decisions
+    travel to :func:`transforms.normalize.normalize_chunk` in each chunk's ``attrs``.
     """
     if chunk_rows < 1:
         raise ValueError("chunk_rows must be positive")
     dialect = dialect or sniff_dialect(path, profile)
-    columns = _checked_columns(path, profile, dialect)
-    scan = _scan(path, dialect, len(columns), full=validate, chunk_rows=chunk_rows)
+    match = _checked_columns(path, profile, dialect)
+    scan = _scan(path, dialect, len(match.columns), full=validate, chunk_rows=chunk_rows)
     if validate:
         _require_data(path, scan)
     bounds = (*scan.chunk_starts, path.stat().st_size)
-    names = _unique_names(columns)
+    names = _unique_names(list(match.columns))
     mapping = dict(profile.fields)
     if profile.lawful_basis == "consent_column" and profile.consent_column:
         mapping["consent"] = profile.consent_column
-    present = {raw: names[columns.index(raw)] for raw in set(mapping.values()) if raw in columns}
+    present = {raw: names[match.index[raw]] for raw in set(mapping.values())
+               if raw in match.index}
     include = [n for n in names if n in present.values()]
-    attrs: dict[str, object] = {}
+    facts = _column_facts(path, profile, dialect, names, scan, bounds, chunk_rows,
+                          {f: present[mapping[f]] for f in (*DATE_FIELDS, "amount")
+                           if f in mapping and mapping[f] in present})
+    dialect = replace(dialect, decimal=facts.decimal or dialect.decimal)
+    attrs: dict[str, object] = {"date_orders": {f: d.order for f, d in facts.dates.items()},
+                                "decimal": dialect.decimal}
     if reference_date is not None:
         attrs["reference_date"] = reference_date
-    elif profile.kind == "people" and "created_at" in mapping and \
-            mapping["created_at"] in present:
-        attrs["reference_date"] = _newest_date(path, dialect, names, scan, bounds, chunk_rows,
-                                               present[mapping["created_at"]],
-                                               profile.date_format)
+    elif profile.kind == "people" and facts.newest_created is not None:
+        attrs["reference_date"] = facts.newest_created
+    report = ReadReport(
+        file_name=path.name, profile=profile.name, dialect=dialect, header=match.canonical,
+        aliases=dict(match.aliases), ignored=match.ignored,
+        dates={mapping[f]: d for f, d in facts.dates.items() if d.numeric},
+        field_orders={f: d.order for f, d in facts.dates.items()})
+    _remember(path, report)
+    log.info("%s: read as %s", path.name, dialect.describe())
     return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
                     names=tuple(names), include=tuple(include), mapping=mapping,
-                    present=present, scan=scan, bounds=bounds, attrs=attrs)
+                    present=present, scan=scan, bounds=bounds, attrs=attrs, report=report)
+
+
+def _remember(path: Path, report: ReadReport) -> None:
+    key = _report_key(path)
+    _REPORTS[key] = report
+    _REPORTS.move_to_end(key)
+    while len(_REPORTS) > _REPORTS_KEPT:
+        _REPORTS.popitem(last=False)
+
+
+def _report_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def last_read_report(path: Path) -> ReadReport | None:
+    """The report of the last :func:`plan_read` of this very file in this process, if any
+    (how ``isoloir ingest --json`` shows the dialect without reading the file again)."""
+    try:
+        return _REPORTS.get(_report_key(path))
+    except OSError:
+        return None
 
 
 def read_chunk(plan: ReadPlan, k: int) -> pd.DataFrame:
@@ -705,10 +943,11 @@ def read_chunks(path: Path, profile: SourceProfile, dialect: FileDialect | None 
     optional column), plus ``consent`` for a consent-column profile, plus ``row_number``
     (int64, the line where the record starts; header = line 1). Values are strings, missing
     when empty (pandas' string dtype). Unmapped raw columns are never materialized.
-    For a people profile, ``frame.attrs["reference_date"]`` is the date ages are computed
-    at (see :func:`transforms.normalize.normalize_chunk`): ``reference_date`` when given (say,
-    the run's logical date), else the file's newest ``created_at``, found by a first pass
-    over that one column.
+    ``frame.attrs`` holds the file-wide decisions of :func:`plan_read`: ``date_orders``
+    (internal field -> ``dmy``/``mdy``), ``decimal``, and for a people profile
+    ``reference_date``, the date ages are computed at (see
+    :func:`transforms.normalize.normalize_chunk`): ``reference_date`` when given (say, the
+    run's logical date), else the file's newest ``created_at``.
     """
     plan = plan_read(path, profile, dialect, chunk_rows, reference_date=reference_date)
     for k in range(plan.chunks):
@@ -743,15 +982,23 @@ def _parse_slice(handle: BinaryIO, start: int, end: int, dialect: FileDialect,
     """Parse the records between two file offsets (whole records, thanks to the scan) with
     pyarrow's CSV reader, keeping the ``include`` columns only.
 
-    One thread: on two shared cores, pyarrow's threads cost a third more CPU for no gain
-    in elapsed time (measured with benchmarks/bench_normalize.py).
+    A UTF-16 slice is transcoded to UTF-8 in memory first (one chunk at a time: no copy of
+    the file is written anywhere). One thread: on two shared cores, pyarrow's threads cost a
+    third more CPU for no gain in elapsed time (measured with benchmarks/bench_normalize.py).
     """
     handle.seek(start)
     data = handle.read(end - start)
+    record_bytes = scan.max_record_bytes
+    encoding = "utf8" if dialect.encoding.startswith("utf-8") else dialect.codec
+    if dialect.utf16:
+        try:
+            data = data.decode(dialect.codec).encode("utf-8")
+        except UnicodeDecodeError:
+            _diagnose(Path(handle.name), dialect, len(names))
+        encoding, record_bytes = "utf8", 3 * record_bytes
     read_options = pacsv.ReadOptions(
-        column_names=names, block_size=max(1 << 20, 2 * scan.max_record_bytes + 1024),
-        use_threads=False,
-        encoding="utf8" if dialect.encoding.startswith("utf-8") else dialect.encoding)
+        column_names=names, block_size=max(1 << 20, 2 * record_bytes + 1024),
+        use_threads=False, encoding=encoding)
     parse_options = pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char='"',
                                        double_quote=True, escape_char=False,
                                        newlines_in_values=True, ignore_empty_lines=True)
@@ -795,18 +1042,55 @@ def _frame(table: pa.Table, mapping: Mapping[str, str], present: Mapping[str, st
     return frame
 
 
-def _newest_date(path: Path, dialect: FileDialect, names: list[str], scan: _Scan,
-                 bounds: tuple[int, ...], chunk_rows: int, column: str,
-                 date_format: str) -> date | None:
-    """The newest parseable date of one column (a people file's reference date)."""
-    from transforms.normalize import parse_dates
+@dataclass(frozen=True)
+class _ColumnFacts:
+    dates: Mapping[str, DateColumn]  # internal field -> decision
+    decimal: str | None  # None: no amount column
+    newest_created: date | None
 
-    newest: date | None = None
+
+def _column_facts(path: Path, profile: SourceProfile, dialect: FileDialect, names: list[str],
+                  scan: _Scan, bounds: tuple[int, ...], chunk_rows: int,
+                  columns: Mapping[str, str]) -> _ColumnFacts:
+    """One pass over the date and amount columns (``columns``: internal field -> column).
+
+    Raises ``date_order`` naming the first row whose date contradicts the rows before it.
+    """
+    from transforms.normalize import detect_decimal
+
+    if not columns:
+        return _ColumnFacts({}, None, None)
+    dates = [f for f in columns if f in DATE_FIELDS]
+    evidence = {f: OrderEvidence() for f in dates}
+    created: list[pa.Array] = []
+    amounts: list[pa.Array] = []
+    wanted = list(dict.fromkeys(columns.values()))
     with path.open("rb") as handle:
         for k in range(len(bounds) - 1):
-            table = _parse_chunk(handle, k, bounds, chunk_rows, dialect, names, [column], scan)
-            values = table.column(0).combine_chunks().unique()
-            found = pc.max(parse_dates(values, date_format)).as_py()
-            if found is not None and (newest is None or found > newest):
-                newest = found
-    return newest
+            table = _parse_chunk(handle, k, bounds, chunk_rows, dialect, names, wanted, scan)
+            rows = scan.lines(k * chunk_rows, table.num_rows)
+            for f in dates:
+                values = table.column(columns[f]).combine_chunks()
+                evidence[f] = evidence[f].merge(order_evidence(values, rows))
+                if f == "created_at":
+                    created.append(pc.unique(values))
+            if "amount" in columns:
+                amounts.append(pc.unique(table.column(columns["amount"]).combine_chunks()))
+    default = profile_order(profile.date_format, profile.date_order)
+    decided: dict[str, DateColumn] = {}
+    for f in dates:
+        try:
+            order, assumed = decide_order(evidence[f], default)
+        except MixedDateOrder as err:
+            raise InputFileError(path.name, "date_order", str(err), row=err.row,
+                                 column=profile.fields.get(f, f)) from None
+        decided[f] = DateColumn(order, assumed, evidence[f].numeric)
+    newest = None
+    if created:
+        values = pc.unique(pa.concat_arrays(created))
+        newest = pc.max(parse_dates(values, profile.date_format,
+                                    order=decided["created_at"].order)).as_py()
+    decimal = None
+    if amounts:
+        decimal = detect_decimal(pa.concat_arrays(amounts), profile.decimal)
+    return _ColumnFacts(decided, decimal, newest)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 Kind = Literal["people", "contacts", "donations"]
 LawfulBasis = Literal["regular_contact", "consent_column", "none"]
+DateOrder = Literal["dmy", "mdy"]
 
 #: Normalized fields an event's natural key may use, per kind (see transforms.normalize).
 EVENT_KEY_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
@@ -53,7 +54,14 @@ DEFAULT_EVENT_KEY: Mapping[str, tuple[str, ...]] = MappingProxyType({
 
 @dataclass(frozen=True)
 class SourceProfile:
-    """How one tool's export looks. ``encoding``/``delimiter`` of ``None`` mean: detect."""
+    """How one tool's export looks.
+
+    ``encoding``, ``delimiter`` and ``decimal`` are the tool's usual dialect: a hint and a
+    default, never a requirement, since every file's dialect is sniffed (a French-Excel
+    re-save of a NationBuilder export is read, see ``transforms.read``). ``date_format`` is
+    the local format of its dates; ISO 8601 is accepted too, and the day/month order of
+    numeric dates is decided per file (``transforms.dates``).
+    """
 
     name: str
     kind: Kind
@@ -70,6 +78,12 @@ class SourceProfile:
     consent_column: str | None = None
     filename_hints: tuple[str, ...] = ()
     description: str = ""
+    #: Day/month order of numeric dates when no value of a column decides it (``dmy`` or
+    #: ``mdy``); ``None``: the order of ``date_format`` (see ``transforms.dates``).
+    date_order: DateOrder | None = None
+    #: More spellings of raw columns (raw column -> aliases), on top of the common ones
+    #: of ``transforms.headers``; headers match case-, accent- and spacing-insensitively.
+    column_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Normalized fields that identify one event (contacts, donations); () = the kind's default.
     event_key: tuple[str, ...] = ()
 
@@ -87,12 +101,15 @@ class SourceProfile:
             raise ValueError(f"profile {self.name}: empty column mapping")
         if self.lawful_basis == "consent_column" and not self.consent_column:
             raise ValueError(f"profile {self.name}: consent_column policy needs a consent_column")
+        if self.date_order not in (None, "dmy", "mdy"):
+            raise ValueError(f"profile {self.name}: date_order must be dmy or mdy")
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Picklable (read-only mapping proxies are not), so worker processes get the profile."""
         state = {f.name: getattr(self, f.name) for f in fields(self)}
         state["fields"] = dict(self.fields)
         state["value_maps"] = {k: dict(v) for k, v in self.value_maps.items()}
+        state["column_aliases"] = dict(self.column_aliases)
         return (_rebuild_profile, (state,))
 
     @property
@@ -104,7 +121,8 @@ class SourceProfile:
 def _rebuild_profile(state: dict[str, Any]) -> SourceProfile:
     state = dict(state, fields=MappingProxyType(state["fields"]),
                  value_maps=MappingProxyType({k: MappingProxyType(v)
-                                              for k, v in state["value_maps"].items()}))
+                                              for k, v in state["value_maps"].items()}),
+                 column_aliases=MappingProxyType(dict(state.get("column_aliases", {}))))
     return SourceProfile(**state)
 
 
