@@ -257,3 +257,19 @@ def test_a_version_1_warehouse_is_migrated_in_place(warehouse: Engine) -> None:
              for t in ("contacts", "donations")}
     assert all("fingerprint" in cols for cols in names.values())
     assert inspect(warehouse).has_table("people_rows")
+
+
+@pytest.mark.parametrize("variant", ["french_excel", "utf16_tab", "iso_dates"])
+def test_a_resaved_export_keys_the_same_events(campaign: Path, settings: Settings,
+                                               warehouse: Engine, tmp_path: Path,
+                                               variant: str) -> None:
+    """Event keys come from normalized values: Excel's re-save of a loaded file adds nothing."""
+    from tests.helpers.resave import resave
+    from transforms.sources import BUILTIN_PROFILES
+
+    for name, profile in (("van_contact_history.txt", "van_contacts"),
+                          ("donations.csv", "donations")):
+        first = _load(campaign / name, settings, warehouse)
+        again = _load(resave(campaign / name, BUILTIN_PROFILES[profile], variant, tmp_path),
+                      settings, warehouse)
+        assert (again.rows_loaded, again.rows_unchanged) == (0, first.rows_loaded), name
