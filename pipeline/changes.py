@@ -34,12 +34,11 @@ from privacy.pseudonymize import (
     FINGERPRINT,
     ID_COLUMNS,
     UPDATED_AT,
-    VERSIONED_COLUMNS,
     WITHDRAWN,
     previous_column,
 )
 from warehouse import erasure, store
-from warehouse.schema import contacts, donations, identifier_links, people_rows
+from warehouse.schema import contacts, donations, identifier_links, objections, people_rows
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +88,23 @@ def rekey_stored(conn: Connection, staged: pl.LazyFrame, kind: str, columns: lis
     return moved
 
 
+def objected_rows(conn: Connection, staged: pl.LazyFrame, columns: list[str]) -> pl.Series:
+    """Rows naming someone put on the objection list after the file was staged.
+
+    Staging excluded the identifiers listed when it read the list; an erasure or objection
+    committed since then (``isoloir forget`` runs beside the DAG) must win over this load,
+    so the list is read again inside the load's transaction.
+    """
+    ids = [c for c in columns if c.split("__k")[0] in ID_COLUMNS]
+    frame = staged.with_row_index("row").filter(~pl.col(WITHDRAWN)).select("row", *ids).collect()
+    values = pl.concat([frame.get_column(c) for c in ids]).drop_nulls().unique()
+    listed = store.lookup(conn, objections, "pseudonym", [], values).get_column("pseudonym")
+    if listed.is_empty():
+        return pl.Series("row", [], dtype=pl.UInt32)
+    hit = pl.any_horizontal([pl.col(c).is_in(listed.implode()).fill_null(False) for c in ids])
+    return frame.filter(hit).get_column("row")
+
+
 @dataclass(frozen=True)
 class Withdrawal:
     """What one file's ``do_not_contact`` rows took out: counts only."""
@@ -99,23 +115,39 @@ class Withdrawal:
 
 
 def withdraw(conn: Connection, staged: pl.LazyFrame, columns: list[str], at: str) -> Withdrawal:
-    """Remove the persons that withdrawn rows name, and put all their identifiers on the list."""
-    versioned = [c for c in columns if c in VERSIONED_COLUMNS or "__k" in c]
-    ids = [c for c in versioned if c.split("__k")[0] in ID_COLUMNS]
+    """Take out the persons that ``do_not_contact`` rows name; relist already-listed people.
+
+    A withdrawn row whose identifiers are not listed yet is a new withdrawal: its person
+    leaves everywhere and every identifier linked to them joins the list. A row naming
+    someone already listed (staging or the load's re-check found them) only refreshes the
+    list: each listed identifier is added under the current key version, so an older key
+    can be retired without letting them back in. Nobody else is touched.
+    """
+    ids = [c for c in columns if c.split("__k")[0] in ID_COLUMNS]
     rows = staged.filter(pl.col(WITHDRAWN)).select(ids).collect()
     if rows.is_empty():
         return Withdrawal(0, 0, 0)
-    pseudonyms = pl.concat([rows.get_column(c) for c in ids]).drop_nulls().unique()
+    values = pl.concat([rows.get_column(c) for c in ids]).drop_nulls().unique()
+    listed = store.lookup(conn, objections, "pseudonym", [], values).get_column("pseudonym")
+    on_list = {c: pl.col(c).is_in(listed.implode()).fill_null(False) for c in ids}
+    named = rows.filter(pl.any_horizontal(list(on_list.values())))
+    relisted = pl.concat([
+        named.filter(pl.any_horizontal([on_list[c] for c in ids if c.split("__k")[0] == base]))
+        .get_column(base) for base in ID_COLUMNS if base in ids]).drop_nulls().unique()
+    fresh = rows.filter(~pl.any_horizontal(list(on_list.values())))
+    pseudonyms = pl.concat([fresh.get_column(c) for c in ids]).drop_nulls().unique()
     persons = store.lookup(conn, identifier_links, "pseudonym", ["person_id"], pseudonyms) \
         .get_column("person_id").unique().to_list()
     linked = erasure.linked_pseudonyms(conn, persons)
-    added = erasure.add_to_objection_list(conn, {*pseudonyms.to_list(), *linked}, "objection",
-                                          datetime.fromisoformat(at))
+    added = erasure.add_to_objection_list(
+        conn, {*pseudonyms.to_list(), *linked, *relisted.to_list()}, "objection",
+        datetime.fromisoformat(at))
     removed = erasure.delete_persons(conn, persons)
     removed_rows = removed.rows - removed.persons
-    log.info("withdrawal: %d person(s) named by do_not_contact rows left the analytics "
-             "(%d rows removed, %d identifiers added to the objection list)",
-             len(persons), removed_rows, added)
+    if persons or added:
+        log.info("withdrawal: %d person(s) named by do_not_contact rows left the analytics "
+                 "(%d rows removed); %d identifiers added to the objection list",
+                 len(persons), removed_rows, added)
     return Withdrawal(len(persons), removed_rows, added)
 
 

@@ -166,6 +166,10 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         scan = pl.scan_parquet(prepared.staged_path)
         columns = scan.collect_schema().names()
         changes.rekey_stored(conn, scan, prepared.kind, columns)
+        late = changes.objected_rows(conn, scan, columns)
+        if not late.is_empty():  # listed since staging: excluded like a withdrawn row
+            scan = scan.with_columns((pl.col(WITHDRAWN) | pl.int_range(pl.len(), dtype=pl.UInt32)
+                                      .is_in(late.implode())).alias(WITHDRAWN))
         withdrawal = changes.withdraw(conn, scan, columns, at)
         diff = changes.diff_people(conn, scan) if prepared.kind == "people" else \
             changes.diff_events(conn, scan, prepared.kind)
@@ -207,6 +211,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
         if prepared.rows_staged + excluded != prepared.rows_read:
             raise InvariantViolation(f"{prepared.file_name}: staged + excluded != read")
+        excluded += late.len()
         written = staged.height
         counts = {"rows_read": prepared.rows_read, "rows_loaded": written,
                   "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
@@ -217,6 +222,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                    "rows_unchanged": diff.unchanged, "rows_changed": diff.changed,
                    "rows_older_than_stored": diff.stale,
                    "withdrawn_rows": prepared.rows_withdrawn,
+                   "excluded_objection_at_load": late.len(),
                    "persons_withdrawn": withdrawal.persons,
                    "rows_removed_by_withdrawal": withdrawal.rows,
                    "warnings": dict(warnings or {})}

@@ -65,7 +65,7 @@ class PseudonymizeStats:
     rows_out: int
     excluded_no_basis: int
     excluded_objection: int
-    withdrawn: int = 0
+    withdrawn: int = 0  # rows staged with their identifiers only (excluded, and counted above)
 
 
 def pseudonyms_of(pseudonymizer: Pseudonymizer, kind: str, values: pd.Series) -> pd.Series:
@@ -122,8 +122,9 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
     Identifiers (and an event's natural key) are hashed under the current key version and,
     in ``<column>__k<n>`` columns, under every older version still in the keyring: the load
     looks them up under every version and stores them under the current one, so a key
-    rotation never splits a human into two persons. A ``do_not_contact`` row keeps only its
-    identifier pseudonyms and ``withdrawn = true``: the load removes that person everywhere.
+    rotation never splits a human into two persons. A ``do_not_contact`` row, or one naming
+    someone on the objection list, keeps only its identifier pseudonyms and
+    ``withdrawn = true``: the load removes that person everywhere and lists the identifiers.
     ``file_sha256`` is unused since events are keyed by content, kept for callers.
     """
     del file_sha256
@@ -146,12 +147,14 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
             else:
                 out[name] = pd.Series(None, index=frame.index, dtype="str")
 
+    # A row naming someone on the objection list is excluded and only counted; like a
+    # withdrawn row it keeps its identifier pseudonyms, so the load can put them on the list
+    # under the current key version too (and any new identifier of that person with them).
     excluded_objection = 0
     if objections and len(out):
         hit = out.isin(objections).any(axis=1)
         excluded_objection = int(hit.sum())
-        out, frame, withdrawn = out.loc[~hit], frame.loc[~hit], withdrawn.loc[~hit]
-
+        withdrawn = withdrawn | hit
     if kind in ("contacts", "donations"):
         messages = event_messages(frame, natural_key)
         for version in (None, *older):
@@ -172,14 +175,19 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
                                   _joined(out, current_columns))
     # A withdrawn row carries its identifiers only: nothing else of it is ever staged.
     for column in out.columns:
-        if column not in VERSIONED_COLUMNS and "__k" not in column:
-            out[column] = out[column].where(~withdrawn, None)
+        if column not in VERSIONED_COLUMNS and "__k" not in column and withdrawn.any():
+            values = out[column]
+            if values.dtype == "int64":  # keep integers integers once nulls appear
+                values = values.astype("Int64")
+            elif values.dtype == "bool":
+                values = values.astype("boolean")
+            out[column] = values.where(~withdrawn, None)
     out[WITHDRAWN] = withdrawn.to_numpy()
     out = out.reset_index(drop=True)
-    n_withdrawn = int(withdrawn.sum())
-    return out, PseudonymizeStats(rows_in, len(out) - n_withdrawn,
-                                  excluded_no_basis + n_withdrawn, excluded_objection,
-                                  n_withdrawn)
+    identifiers_only = int(withdrawn.sum())  # do_not_contact rows and objection hits
+    return out, PseudonymizeStats(rows_in, len(out) - identifiers_only,
+                                  excluded_no_basis + identifiers_only - excluded_objection,
+                                  excluded_objection, identifiers_only)
 
 
 def pseudonymize_identifiers(keyring: Keyring, dataset: str, kind: str,

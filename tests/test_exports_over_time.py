@@ -10,6 +10,7 @@ import base64
 import json
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,48 @@ def test_a_resaved_export_keys_the_same_events(campaign: Path, settings: Setting
         again = _load(resave(campaign / name, BUILTIN_PROFILES[profile], variant, tmp_path),
                       settings, warehouse)
         assert (again.rows_loaded, again.rows_unchanged) == (0, first.rows_loaded), name
+
+
+def test_an_erasure_between_staging_and_load_wins(campaign: Path, settings: Settings,
+                                                 warehouse: Engine) -> None:
+    """`isoloir forget` may commit while a file waits between the DAG's two tasks."""
+    from pipeline.ingest import load_prepared, prepare_file
+    from warehouse import erasure as erasure_store
+
+    people = campaign / "nationbuilder_people.csv"
+    leaving = _nb_ids_with_activity(campaign, 3)
+    prepared = prepare_file(people, settings, RING)  # the objection list is read here
+    identity = RING.pseudonymizer("campaign", PURPOSE_IDENTITY)
+    with warehouse.begin() as conn:  # ... and an objection lands before the load
+        erasure_store.add_to_objection_list(
+            conn, [identity.pseudonymize_one("source_id", f"nb:{i}") for i in leaving],
+            "objection", datetime(2026, 3, 1, tzinfo=UTC))
+    result = load_prepared(prepared, warehouse, RING)
+    assert result.rows_excluded == prepared.rows_excluded_no_basis + 3
+    assert result.rows_loaded == prepared.rows_staged - 3
+    assert _persons_of(warehouse, RING, leaving) == set()
+
+
+def test_an_objection_is_relisted_under_the_new_key(campaign: Path, settings: Settings,
+                                                    warehouse: Engine, tmp_path: Path) -> None:
+    """After a rotation, a listed person's next export puts their current pseudonyms on the list,
+    so the old key version can be retired without letting them back in."""
+    people = campaign / "nationbuilder_people.csv"
+    k1 = secrets.token_bytes(32)
+    old = Keyring.from_bytes({1: k1})
+    leaving = _nb_ids_with_activity(campaign, 5)
+    _load(_with_do_not_contact(people, tmp_path / "dnc.csv", set(leaving), "true"), settings,
+          warehouse, old)
+    with warehouse.connect() as conn:
+        listed = conn.execute(select(objections.c.pseudonym)).scalars().all()
+    assert listed and all(p.startswith("k1:") for p in listed)
+
+    rotated = Keyring.from_bytes({1: k1, 2: secrets.token_bytes(32)})
+    (tmp_path / "later").mkdir()
+    later = _load(reexport(people, tmp_path / "later" / people.name, seed=8), settings,
+                  warehouse, rotated)
+    assert later.rows_excluded >= 5 and later.persons_new == 0
+    current = rotated.pseudonymizer("campaign", PURPOSE_IDENTITY)
+    with warehouse.connect() as conn:
+        listed_now = set(conn.execute(select(objections.c.pseudonym)).scalars())
+    assert {current.pseudonymize_one("source_id", f"nb:{i}") for i in leaving} <= listed_now
