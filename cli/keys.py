@@ -11,7 +11,7 @@ import typer
 
 from cli.app import app
 from cli.common import console, emit_json, handled_errors, settings_or_exit
-from core.errors import KeyMaterialError
+from core.errors import EXIT_FAILURE, KeyMaterialError
 from core.settings import ENV_SIGNING_KEY_FILE, Settings, default_key_file
 
 keys_app = typer.Typer(help="Create, rotate and inspect keys (ids only: key bytes are never shown).",
@@ -121,6 +121,91 @@ def rotate_signing(
             console.print(f"{name}: {value}", highlight=False)
     console.print("Give the auditors both .pub files; record the date of the change.",
                   highlight=False)
+
+
+@keys_app.command("retire")
+def retire(
+    version: Annotated[int, typer.Option("--version", help="Key version to retire (N of kN).")],
+    key_file: Annotated[Path | None, typer.Option(help="Master key file (default: ISOLOIR_KEY_FILE).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Remove an old master key version, once nothing stored is keyed by it any more.
+
+    Refuses (exit 1) while any identifier link, objection, people row or event still uses
+    version N, and says how many: re-ingest the exports that name them with
+    `isoloir keys rekey FILE...` first. Refuses to remove the current version.
+    """
+    settings = settings_or_exit()
+    with handled_errors(as_json):
+        from cli.runtime import warehouse_engine
+        from privacy.keys import read_key_file, remove_key_version
+        from warehouse.store import key_version_usage
+
+        path = key_file or default_key_file(settings)
+        if version not in read_key_file(path).keys:
+            raise KeyMaterialError(f"{path} holds no key version k{version}")
+        with warehouse_engine(settings).connect() as conn:
+            usage = key_version_usage(conn, f"k{version}")
+        if any(usage.values()):
+            raise KeyInUse(
+                f"key k{version} still keys {sum(usage.values())} stored rows ("
+                + ", ".join(f"{n} in {t}" for t, n in usage.items() if n)
+                + "); re-ingest the exports that name them with `isoloir keys rekey FILE...`, "
+                "then retire it")
+        remove_key_version(path, version)
+    if as_json:
+        emit_json({"ok": True, "retired": f"k{version}", "key_file": str(path)})
+        return
+    console.print(f"retired key k{version} from {path}: nothing stored used it", highlight=False)
+
+
+class KeyInUse(KeyMaterialError):
+    """A key version cannot be retired: stored rows are still keyed by it."""
+
+    exit_code = EXIT_FAILURE
+
+
+@keys_app.command("rekey")
+def rekey(
+    files: Annotated[list[Path], typer.Argument(help="Exports that name the people to move.",
+                                                exists=True, dir_okay=False, readable=True)],
+    source: Annotated[str, typer.Option("--source", help="Source profile (as for ingest).")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Move what these exports name to the current key version, even files already loaded.
+
+    Pseudonyms can only be re-made from raw identifiers, so links, objections and events
+    move when an export naming them comes in again: ingest does it for every new file, and
+    this command does it for files loaded before. It then shows what each older key version
+    still keys (what `isoloir keys retire` checks).
+    """
+    settings = settings_or_exit()
+    results: list[dict[str, object]] = []
+    with handled_errors(as_json):
+        from cli.runtime import warehouse_engine
+        from pipeline.connections import load_master_keyring
+        from pipeline.ingest import ingest_file
+        from warehouse.store import key_version_usage
+
+        keyring = load_master_keyring(settings)
+        engine = warehouse_engine(settings)
+        for path in files:
+            done = ingest_file(path, settings, engine, keyring, source=source, again=True)
+            results.append({"file": path.name, "rows_read": done.rows_read,
+                            "rows_written": done.rows_loaded})
+        with engine.connect() as conn:
+            usage = {key_id: key_version_usage(conn, key_id) for key_id in keyring.key_ids
+                     if key_id != keyring.current.key_id}
+    if as_json:
+        emit_json({"ok": True, "files": results, "older_key_usage": usage})
+        return
+    for r in results:
+        console.print(f"{r['file']}: {r['rows_read']} rows read, {r['rows_written']} written",
+                      highlight=False)
+    for key_id, per_table in usage.items():
+        left = sum(per_table.values())
+        console.print(f"{key_id}: {left} stored rows still keyed by it"
+                      + (" (ready to retire)" if not left else ""), highlight=False)
 
 
 @keys_app.command("show")

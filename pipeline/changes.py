@@ -65,7 +65,8 @@ def event_ids(keys: pl.Expr) -> pl.Expr:
 
 
 def rekey_stored(conn: Connection, staged: pl.LazyFrame, kind: str, columns: list[str]) -> int:
-    """Move links, people rows and events stored under older key versions to the current one."""
+    """Move links, objections, people rows and events stored under older key versions to the
+    current one (nothing else can: a pseudonym is re-made only from the raw identifier)."""
     moved = 0
     for version in older_versions(columns):
         pairs = pl.concat([
@@ -73,6 +74,7 @@ def rekey_stored(conn: Connection, staged: pl.LazyFrame, kind: str, columns: lis
                           pl.col(c).alias("new")).collect()
             for c in ID_COLUMNS])
         moved += store.rekey(conn, identifier_links, "pseudonym", pairs)
+        moved += store.rekey(conn, objections, "pseudonym", pairs)
         if kind == "people":
             moved += store.rekey(conn, people_rows, "row_key", staged.select(
                 pl.col(previous_column("id_source", version)).alias("old"),

@@ -31,6 +31,7 @@ from privacy.identity import existing_links, index_identifiers, resolve_index
 from privacy.keys import Keyring
 from privacy.pseudonymize import EVENT_KEY, ID_COLUMNS, PURPOSE_PERSON, WITHDRAWN
 from warehouse import store
+from warehouse.schema import ingested_files
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +146,23 @@ def read_staged(prepared: PreparedFile) -> pd.DataFrame:
 
 
 def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
-                  now: datetime | None = None, warnings: Mapping[str, Any] | None = None) -> LoadResult:
+                  now: datetime | None = None, warnings: Mapping[str, Any] | None = None,
+                  again: bool = False) -> LoadResult:
     """Apply what the staged file changes, in one transaction; a reload is a no-op.
 
     Older key versions are moved to the current one, ``do_not_contact`` persons leave,
     unchanged rows are skipped (see :mod:`pipeline.changes`); then identities are resolved
-    and the new or changed rows are written.
+    and the new or changed rows are written. ``again`` loads a file already loaded (to move
+    what it names to the current key version: ``isoloir keys rekey``); being a diff, that
+    is safe.
     """
     at = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     clock = _StageClock()
     with store.load_transaction(engine) as conn:
         done = store.already_loaded(conn, prepared.sha256)
-        if done is not None:
+        if done is not None and again:
+            store.delete_keys(conn, ingested_files, "sha256", [prepared.sha256])
+        elif done is not None:
             log.info("%s already loaded (sha256 %s...): nothing to do", prepared.file_name,
                      prepared.sha256[:12])
             _drop_staged(prepared)
@@ -262,7 +268,7 @@ def _drop_staged(prepared: PreparedFile) -> None:
 
 
 def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring, *,
-                source: str = "auto", dataset: str = DEFAULT_DATASET,
+                source: str = "auto", dataset: str = DEFAULT_DATASET, again: bool = False,
                 staged_check: Callable[[PreparedFile], Mapping[str, Any]] | None = None,
                 now: datetime | None = None,
                 progress: Callable[[int], None] | None = None) -> LoadResult:
@@ -275,7 +281,7 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
     with engine.connect() as conn:
         done = store.already_loaded(conn, sha256_file(path))
         objections = store.objection_pseudonyms(conn)
-    if done is not None:
+    if done is not None and not again:
         return LoadResult(path.name, str(done["sha256"]), str(done["source"]), "already_loaded",
                           int(done["rows_read"]), 0, int(done["rows_excluded"]),
                           int(done["rows_unplaced"]), 0, 0)
@@ -283,7 +289,7 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
                             objections=objections, progress=progress)
     try:
         warnings = staged_check(prepared) if staged_check is not None else {}
-        return load_prepared(prepared, engine, keyring, now=now, warnings=warnings)
+        return load_prepared(prepared, engine, keyring, now=now, warnings=warnings, again=again)
     except BaseException:
         _drop_staged(prepared)
         raise

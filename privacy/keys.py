@@ -304,3 +304,25 @@ def add_key_version(path: Path) -> MasterKey:
     with path.open("a", encoding="ascii") as handle:
         handle.write(f"k{version} {base64.b64encode(material).decode()}\n")
     return MasterKey(version, material)
+
+
+def remove_key_version(path: Path, version: int) -> None:
+    """Retire: drop key version ``version`` from a keyring file (never the current one).
+
+    The caller proves first that nothing stored is keyed by it any more (``isoloir keys
+    retire`` does); after that, pseudonyms under that version can never be made again. The
+    file is rewritten through a 0600 temporary file and an atomic rename.
+    """
+    ring = read_key_file(path)
+    if version not in ring.keys:
+        raise KeyMaterialError(f"{path} holds no key version k{version}")
+    if version == ring.current.version:
+        raise KeyMaterialError(f"k{version} is the current key version; rotate first "
+                               "(`isoloir keys rotate`), then retire the old one")
+    lines = [f"k{v} {base64.b64encode(ring.keys[v].material).decode()}"
+             for v in sorted(ring.keys) if v != version]
+    temporary = path.with_name(f".{path.name}.retire")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write("\n".join([_FILE_HEADER, *lines]) + "\n")
+    os.replace(temporary, path)

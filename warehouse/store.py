@@ -331,3 +331,18 @@ def replace_people_rows(conn: Connection, rows: pl.DataFrame, file_sha: str) -> 
         return
     delete_keys(conn, people_rows, "row_key", rows.get_column("row_key").to_list())
     bulk_insert(conn, people_rows, rows, constants={"file_sha256": file_sha})
+
+
+#: Stored values that are looked up by a keyed pseudonym of the current key version: a key
+#: version still used here cannot be retired (its rows would never be found again).
+KEYED_LOOKUPS: tuple[tuple[Table, str], ...] = (
+    (identifier_links, "pseudonym"), (objections, "pseudonym"), (people_rows, "row_key"),
+    (contacts, "contact_id"), (donations, "donation_id"))
+
+
+def key_version_usage(conn: Connection, key_id: str) -> dict[str, int]:
+    """Rows per table whose lookup key was made by key version ``key_id`` (``k1``, ...)."""
+    return {table.name: int(conn.execute(select(func.count()).select_from(table)
+                                          .where(table.c[column].startswith(f"{key_id}:")))
+                             .scalar_one())
+            for table, column in KEYED_LOOKUPS}
