@@ -108,23 +108,6 @@ def day_two(day1: Path, day2: Path, seed: int) -> dict[str, int]:
     return {"people_changed": changed, "history_added": added}
 
 
-def fresh_pg_schema() -> str:
-    import psycopg
-
-    schema = f"bench_inc_{os.getpid()}"
-    with psycopg.connect(PG.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    return schema
-
-
-def drop_pg_schema(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=1_000_000)
@@ -137,6 +120,8 @@ def main() -> None:
     if args.child:
         child(*args.child, floor=args.floor)
         return
+    from bench_ingest import drop_pg_schema, fresh_pg_schema
+
     from transforms.synth import SynthConfig, generate_campaign
 
     with tempfile.TemporaryDirectory() as tmp:
