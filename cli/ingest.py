@@ -30,7 +30,8 @@ def ingest(
         "donations, or a path to a YAML profile.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
-    """Pseudonymize and load export files; prints rows read, loaded, excluded, persons new/merged.
+    """Pseudonymize and load export files; prints rows read, loaded (new or changed), unchanged
+    (already in the warehouse: exports are snapshots), excluded, persons new/merged/withdrawn.
 
     A rejected file exits 2 with the file, the line and the rule broken (never the value);
     nothing of it is loaded. Loading the same file twice is a no-op that says so.
@@ -89,13 +90,15 @@ def _dialect(path: Path, source: str) -> dict[str, object] | None:
 def _render(results: list[dict[str, object]], failures: list[dict[str, object]]) -> None:
     if results:
         table = Table(title="ingested")
-        for col in ("file", "status", "read", "loaded", "excluded", "unplaced", "new persons",
-                    "merged", "read as"):
+        for col in ("file", "status", "read", "loaded", "unchanged", "excluded", "unplaced",
+                    "new persons", "merged", "withdrawn", "read as"):
             table.add_column(col, justify="left" if col in ("file", "status") else "right")
         for r in results:
             table.add_row(str(r["file_name"]), str(r["status"]), str(r["rows_read"]),
-                          str(r["rows_loaded"]), str(r["rows_excluded"]), str(r["rows_unplaced"]),
-                          str(r["persons_new"]), str(r["persons_merged"]), _short(r["dialect"]))
+                          str(r["rows_loaded"]), str(r.get("rows_unchanged", 0)),
+                          str(r["rows_excluded"]), str(r["rows_unplaced"]),
+                          str(r["persons_new"]), str(r["persons_merged"]),
+                          str(r.get("persons_withdrawn", 0)), _short(r["dialect"]))
         console.print(table)
         for r in results:
             if r["status"] == "already_loaded":
