@@ -16,6 +16,7 @@ def _register() -> None:
     import cli.demo
     import cli.doctor
     import cli.erasure
+    import cli.identity
     import cli.ingest
     import cli.keys
     import cli.release

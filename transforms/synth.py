@@ -308,3 +308,34 @@ def _generate(config: SynthConfig, folder: Path,
         "canaries": len(config.canaries),
     }
     return files, truth.to_dict(generator)
+
+
+def human_source_ids(config: SynthConfig) -> pl.DataFrame:
+    """Each generated human's id in every tool: ``human``, ``nb``, ``van``, ``pap``.
+
+    The generator's identity ground truth, for measuring how well identity resolution
+    joins a human's rows (a split human is two privacy units). Rebuilt from the models
+    alone (cheap: no chunk is drawn); the ids are the ones the exports carry, namespaced as
+    ingest namespaces them (``nb:``, ``van:``, ``pap:``). Synthetic data only.
+    """
+    from transforms.synth_activity import _PAP_SPACE, _VANID_SPACE
+
+    geo = load_geography()
+    places = build_place_table(geo)
+    model_rng = np.random.default_rng([config.seed, _STREAM_MODEL])
+    vocab = build_vocabulary(model_rng)
+    build_people_model(vocab, places, model_rng, start=config.start, end=config.end,
+                       canaries=config.canaries)
+    activity = build_activity_model(vocab, model_rng, people=config.people,
+                                    contacts_per_person=config.contacts_per_person,
+                                    canvassed_share=config.canvassed_share,
+                                    start=config.start, end=config.end)
+    pid = np.arange(config.people, dtype=np.int64)
+    van = 100_000_000 + (pid * activity.vanid_a + activity.vanid_b) % _VANID_SPACE
+    pap = (pid * activity.pap_a + activity.pap_b) % _PAP_SPACE
+    return pl.DataFrame({"human": pid, "nb": pid + 1, "van": van, "pap": pap}).select(
+        "human",
+        pl.concat_str([pl.lit("nb:"), pl.col("nb").cast(pl.String)]).alias("nb"),
+        pl.concat_str([pl.lit("van:"), pl.col("van").cast(pl.String)]).alias("van"),
+        pl.concat_str([pl.lit("pap:PAP"), pl.col("pap").cast(pl.String).str.zfill(9)])
+        .alias("pap"))
