@@ -23,8 +23,8 @@ and releasing many times is the release path: compiling is deterministic and dra
 
 The test. The published numbers of each trial (every numeric column of every cell) are
 reduced to one statistic, a diagonal linear discriminant whose weights are fit on the first
-half of the trials; on that same half a rejection region ``S`` (a threshold and a side),
-an ordering of (D, D′) and a δ are chosen. On the second half only, Clopper–Pearson bounds
+part of the trials (30 %); on that same part a rejection region ``S`` (a threshold and a side),
+an ordering of (D, D′) and a δ are chosen. On the other trials only, Clopper–Pearson bounds
 give, with confidence 0.95 (0.975 for each of the two tails, union bound),
 ``p̂₀ ≥ P[M(D′) ∈ S]`` from below and ``p̂₁ ≤ P[M(D) ∈ S]`` from above, and
 
@@ -35,7 +35,7 @@ The ledger charges ρ and ρ-zCDP implies (ε(δ), δ)-DP with ε(δ) = ρ + 2�
 conversion). So if the two Clopper–Pearson bounds hold, ε_lb(δ) ≤ ε(δ) for all δ at once:
 the audit checks a grid of δ (the plan's δ first) on one (S, ordering) pair, and fails when
 any ε_lb(δ) exceeds its ε(δ). That is an honest 0.95-level test: the region was chosen on
-data the estimate never sees, and one pair of tail probabilities covers all δ.
+trials the estimate never sees, and one pair of tail probabilities covers all δ.
 
 Why a large ρ (:data:`AUDIT_RHO` = 1 per audited release, ε ≈ 9 at δ = 1e-7). A sample of
 a few thousand trials sees tail probabilities down to ~10⁻³, not the 10⁻⁷ of the plan's δ,
@@ -108,11 +108,15 @@ CONFIDENCE = 0.95
 DELTA_GRID: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 #: The newcomer's minimum row counts ("a person with 500 contacts, 50 donations").
 MIN_EXTRA_ROWS: Mapping[str, int] = {"persons": 1, "contacts": 500, "donations": 50}
+#: Share of the trials that choose the statistic and the region; the rest estimate.
+#: Choosing needs fewer trials than estimating tail probabilities (measured: at 10,000
+#: trials, a 30/70 split finds a noise-halving bug with a wider margin than 50/50).
+SELECTION_SHARE = 0.3
 #: Persons in the base snapshot D.
 BASE_PERSONS = 300
 #: Trials released per OpenDP call batch (memory stays flat whatever ``trials``).
 _BATCH = 250
-#: Thresholds tried on the selection half (quantiles of the pooled statistic).
+#: Thresholds tried on the selection trials (quantiles of the pooled statistic).
 _THRESHOLDS = 400
 _AUDIT_FILE = Path("audit") / "dp_audit.json"
 
@@ -128,14 +132,14 @@ def record_path(home: Path) -> Path:
 
 @dataclass(frozen=True)
 class TailTest:
-    """The outcome of the threshold test on the estimation half of the trials."""
+    """The outcome of the threshold test on the estimation trials."""
 
     ordering: Literal["D'|D", "D|D'"]  # whose tail probability is p₀ (then p₁)
     side: Literal["above", "below"]  # S = {statistic > t} or {statistic ≤ t}
     threshold: float
-    hits0: int  # trials of p₀'s dataset in S (estimation half)
+    hits0: int  # trials of p₀'s dataset in S (estimation trials)
     hits1: int
-    n: int  # trials per dataset in the estimation half
+    n: int  # trials per dataset in the estimation trials
     p0_lower: float
     p1_upper: float
 
@@ -166,12 +170,12 @@ class FamilyResult:
     family: str
     query: str
     measure: str
-    trials: int  # releases per dataset (half select the test, half estimate)
+    trials: int  # releases per dataset (30 % choose the test, 70 % estimate it)
     rho: str  # the exact ρ charged for each release, "p/q"
     plan_delta: float
     epsilon_declared: float  # at the plan's δ
     epsilon_lower: float | None  # at the plan's δ
-    test_delta: float  # the δ chosen on the selection half
+    test_delta: float  # the δ chosen on the selection trials
     test_epsilon_declared: float
     test_epsilon_lower: float | None
     checks: tuple[DeltaCheck, ...]
@@ -302,16 +306,19 @@ def _hits(values: np.ndarray, thresholds: np.ndarray, side: str) -> np.ndarray:
 
 def tail_test(s0: np.ndarray, s1: np.ndarray, *, rho: Fraction, deltas: Sequence[float],
               alpha: float) -> tuple[TailTest, float]:
-    """Choose (ordering, side, threshold, δ) maximizing the CP-corrected gap on one half.
+    """Choose (ordering, side, threshold, δ) maximizing the CP-corrected gap on the
+    selection trials.
 
-    ``s0`` are statistics of M(D), ``s1`` of M(D′), both from the *selection* half. Returns
-    the chosen test (its counts are the selection half's: the caller re-estimates them on
-    the other half) and the δ chosen.
+    ``s0`` are statistics of M(D), ``s1`` of M(D′), both from the *selection* trials. Returns
+    the chosen test (its counts are the selection trials': the caller re-estimates them on
+    the other trials) and the δ chosen.
     """
     from scipy.stats import beta
 
     pooled = np.concatenate([s0, s1])
-    thresholds = np.unique(np.quantile(pooled, np.linspace(0, 1, _THRESHOLDS + 1)))
+    tails = np.geomspace(1e-4, 0.1, _THRESHOLDS // 4)  # the tails matter most: denser there
+    levels = np.concatenate([np.linspace(0, 1, _THRESHOLDS + 1), tails, 1 - tails])
+    thresholds = np.unique(np.quantile(pooled, np.clip(levels, 0, 1)))
     n = len(s0)
     declared = np.array([epsilon_equivalent(rho, d) for d in deltas])
     best: tuple[float, Any] | None = None
@@ -339,7 +346,7 @@ def tail_test(s0: np.ndarray, s1: np.ndarray, *, rho: Fraction, deltas: Sequence
 
 
 def estimate(chosen: TailTest, s0: np.ndarray, s1: np.ndarray, alpha: float) -> TailTest:
-    """The chosen region's tail probabilities on the *estimation* half, with CP bounds."""
+    """The chosen region's tail probabilities on the *estimation* trials, with CP bounds."""
     first, second = (s1, s0) if chosen.ordering == "D'|D" else (s0, s1)
     t = np.array([chosen.threshold])
     k0 = int(_hits(first, t, chosen.side)[0])
@@ -353,16 +360,17 @@ def estimate(chosen: TailTest, s0: np.ndarray, s1: np.ndarray, alpha: float) -> 
 def lower_bounds(x0: np.ndarray, x1: np.ndarray, *, rho: Fraction, plan_delta: float,
                  confidence: float = CONFIDENCE) -> tuple[TailTest, float, tuple[DeltaCheck, ...]]:
     """From published numbers of M(D) (``x0``) and M(D′) (``x1``), one row per trial: the
-    test chosen on the first half, estimated on the second, checked at every δ."""
+    test chosen on the first trials (:data:`SELECTION_SHARE`), estimated on the others
+    (which it never saw), checked at every δ."""
     if x0.shape != x1.shape or x0.shape[0] < 4:
         raise InvariantViolation(f"need as many trials on D and D′ (≥ 4): {x0.shape} {x1.shape}")
     alpha = (1 - confidence) / 2
-    half = x0.shape[0] // 2
-    weights = _discriminant(x0[:half], x1[:half])
+    cut = max(2, int(x0.shape[0] * SELECTION_SHARE))
+    weights = _discriminant(x0[:cut], x1[:cut])
     s0, s1 = x0 @ weights, x1 @ weights
     deltas = (plan_delta, *[d for d in DELTA_GRID if d > plan_delta])
-    chosen, test_delta = tail_test(s0[:half], s1[:half], rho=rho, deltas=deltas, alpha=alpha)
-    held_out = estimate(chosen, s0[half:2 * half], s1[half:2 * half], alpha)
+    chosen, test_delta = tail_test(s0[:cut], s1[:cut], rho=rho, deltas=deltas, alpha=alpha)
+    held_out = estimate(chosen, s0[cut:], s1[cut:], alpha)
     checks = tuple(DeltaCheck(d, epsilon_equivalent(rho, d), held_out.epsilon_lower(d))
                    for d in deltas)
     return held_out, test_delta, checks
