@@ -50,7 +50,8 @@ def dp_audit(
                 f"{mark} {r.family:<14} {r.query:<28} {r.trials} trials  ρ={r.rho}  "
                 f"δ={r.test_delta:g}: ε declared {r.test_epsilon_declared:.3f}, lower bound "
                 f"{_bound(r.test_epsilon_lower)}  (δ={r.plan_delta:g}: "
-                f"{r.epsilon_declared:.3f} / {_bound(r.epsilon_lower)})", highlight=False)
+                f"{r.epsilon_declared:.3f} / {_bound(r.epsilon_lower)})", highlight=False,
+                soft_wrap=True)
         console.print(f"DP audit {'passed' if report.ok else 'FAILED'} in {report.seconds} s; "
                       f"recorded in {path}", highlight=False, soft_wrap=True)
     if not report.ok:

@@ -197,6 +197,13 @@ def test_base_snapshot_is_fixed_and_needs_no_random_generator() -> None:
         assert audit_dp.base_table(table, PLAN).equals(audit_dp.base_table(table, PLAN))
 
 
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(audit_dp)
+    assert result.attempted > 0 and result.failed == 0
+
+
 def test_clopper_pearson_matches_the_exact_binomial_tails() -> None:
     from scipy.stats import binom
 
