@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Bytecode caching matters: the suite spawns many processes that import Airflow, GX and OpenDP.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test lint typecheck lock bench clean
+.PHONY: install run test lint typecheck lock bench audit clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -42,6 +42,12 @@ typecheck: install
 ## lock: re-resolve the pins after editing pyproject.toml
 lock:
 	$(UV) pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
+
+## audit: the long empirical privacy audit (every query of the plan, 10,000 trials each);
+## results in $(ISOLOIR_HOME)/audit/dp_audit.json, shown by the auditor report
+AUDIT_ARGS ?=
+audit: install
+	$(VENV)/bin/isoloir audit dp $(AUDIT_ARGS)
 
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -15,6 +15,7 @@ def _register() -> None:
     import cli.audit
     import cli.demo
     import cli.doctor
+    import cli.dp_audit
     import cli.erasure
     import cli.identity
     import cli.ingest

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, inspect, select
@@ -34,12 +35,16 @@ from privacy.audit import AuditProblem, AuditReport, verify
 from privacy.ledger import LedgerEntry, entry_message, fraction_text, read_entries
 from privacy.signing import VerifyKeyring, installed_verify_keys
 from reports.charts import cumulative_chart, gauge
+from reports.dp_audit import dp_audit_section, read_dp_audit
 from reports.html import BR, Markup, esc, join, page, table, tag, write_html
 from reports.i18n import Translator, translator
 from reports.maintenance import erasure_section, read_months
 from warehouse.db import make_engine
 from warehouse.erasure import MonthSummary
 from warehouse.schema import ingested_files, ledger_entries
+
+if TYPE_CHECKING:
+    from privacy.audit_dp import RecordedAudit
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,8 @@ class AuditInputs:
     data_docs: Path
     warehouse: str
     erasure_months: tuple[MonthSummary, ...] | None = ()  # None: not readable
+    dp_audit: RecordedAudit | None = None  # the last `isoloir audit dp` record, if any
+    dp_audit_error: str | None = None
 
 
 def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> AuditInputs:
@@ -94,10 +101,12 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
         audit = verify(engine, key, settings.published)
     elif key is not None:
         error = f"no ledger in {settings.warehouse_url_safe} yet"
+    dp_audit, dp_audit_error = read_dp_audit(settings.home)
     return AuditInputs(budgets=tuple(budgets), entries=tuple(entries),
                        master_key_ids=master, verify_key=key, verify_error=error,
                        audit=audit, data_docs=settings.reports / "data_docs" / "index.html",
-                       warehouse=settings.warehouse_url_safe, erasure_months=erasures)
+                       warehouse=settings.warehouse_url_safe, erasure_months=erasures,
+                       dp_audit=dp_audit, dp_audit_error=dp_audit_error)
 
 
 def _master_key_ids(engine: Engine) -> tuple[tuple[str, int], ...] | None:
@@ -347,7 +356,8 @@ def render_auditor_report(inputs: AuditInputs, *, lang: str, generated_at: datet
                        class_="meta"), Markup("</header>")])
     body = join([header, _verify_section(inputs, tr), _budget_section(inputs, tr),
                  _releases_section(inputs, tr), _data_docs_section(inputs, tr, out),
-                 _keys_section(inputs, tr), erasure_section(inputs.erasure_months, tr)])
+                 _keys_section(inputs, tr), erasure_section(inputs.erasure_months, tr),
+                 dp_audit_section(inputs.dp_audit, inputs.dp_audit_error, tr)])
     return page(title=tr.t("auditor_title"), lang=tr.lang, body=body)
 
 

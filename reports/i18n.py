@@ -191,6 +191,22 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "data_docs_note": "Résultats des suites de validation à l'arrivée des fichiers et sur "
                           "les tables publiées.",
         "keys_title": "Clés utilisées (identifiants seulement, jamais les clés)",
+        "dp_audit_title": "Audit empirique de confidentialité (isoloir audit dp)",
+        "dp_audit_ok": "aucune fuite détectée",
+        "dp_audit_failed": "fuite détectée",
+        "dp_audit_when": "Dernier audit : {date} ({seconds} s).",
+        "dp_audit_note": "Chaque requête auditée est publiée de nombreuses fois par le vrai "
+                         "chemin de publication sur deux jeux voisins (avec et sans une personne "
+                         "qui dépasse toutes les bornes). La borne inférieure de ε (confiance "
+                         "95 %) doit rester sous le ε que le registre déclare pour le même ρ ; "
+                         "« — » ou une valeur ≤ 0 : aucune preuve de fuite.",
+        "dp_audit_unreadable": "Le dernier audit ne peut pas être lu : {reason}",
+        "col_dp_family": "Famille",
+        "col_dp_query": "Requête",
+        "col_dp_trials": "Essais",
+        "col_dp_declared": "ε déclaré",
+        "col_dp_lower": "ε borne inf.",
+        "col_dp_plan_delta": "δ du plan",
         "col_key_role": "Rôle",
         "col_key_id": "Identifiant",
         "col_key_usage": "Utilisation",
@@ -330,6 +346,22 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "data_docs_note": "Results of the validation suites run on arriving files and on the "
                           "published tables.",
         "keys_title": "Keys in use (ids only, never the keys)",
+        "dp_audit_title": "Empirical privacy audit (isoloir audit dp)",
+        "dp_audit_ok": "no leak detected",
+        "dp_audit_failed": "leak detected",
+        "dp_audit_when": "Last audit: {date} ({seconds} s).",
+        "dp_audit_note": "Each audited query is released many times through the real release "
+                         "path on two neighbouring datasets (with and without one person who "
+                         "goes past every bound). The lower bound on ε (95 % confidence) must "
+                         "stay below the ε the ledger declares for the same ρ; \"—\" or a value "
+                         "≤ 0: no evidence of a leak.",
+        "dp_audit_unreadable": "The last audit cannot be read: {reason}",
+        "col_dp_family": "Family",
+        "col_dp_query": "Query",
+        "col_dp_trials": "Trials",
+        "col_dp_declared": "ε declared",
+        "col_dp_lower": "ε lower bound",
+        "col_dp_plan_delta": "plan δ",
         "col_key_role": "Role",
         "col_key_id": "Id",
         "col_key_usage": "Used by",
