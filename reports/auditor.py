@@ -32,10 +32,12 @@ from core.errors import KeyMaterialError
 from core.settings import Settings
 from privacy.accountant import BudgetState, decimal_text, epsilon_equivalent, read_budgets
 from privacy.audit import AuditProblem, AuditReport, verify
+from privacy.identity_audit import IdentitySplit, read_identity_split
 from privacy.ledger import LedgerEntry, entry_message, fraction_text, read_entries
 from privacy.signing import VerifyKeyring, installed_verify_keys
 from reports.charts import cumulative_chart, gauge
 from reports.dp_audit import dp_audit_section, read_dp_audit
+from reports.guarantee import guarantee_section
 from reports.html import BR, Markup, esc, join, page, table, tag, write_html
 from reports.i18n import Translator, translator
 from reports.maintenance import erasure_section, read_months
@@ -67,6 +69,7 @@ class AuditInputs:
     erasure_months: tuple[MonthSummary, ...] | None = ()  # None: not readable
     dp_audit: RecordedAudit | None = None  # the last `isoloir audit dp` record, if any
     dp_audit_error: str | None = None
+    identity_split: IdentitySplit | None = None  # the last `isoloir audit identity`, if any
 
 
 def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> AuditInputs:
@@ -106,7 +109,8 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
                        master_key_ids=master, verify_key=key, verify_error=error,
                        audit=audit, data_docs=settings.reports / "data_docs" / "index.html",
                        warehouse=settings.warehouse_url_safe, erasure_months=erasures,
-                       dp_audit=dp_audit, dp_audit_error=dp_audit_error)
+                       dp_audit=dp_audit, dp_audit_error=dp_audit_error,
+                       identity_split=read_identity_split(settings.home / "audit"))
 
 
 def _master_key_ids(engine: Engine) -> tuple[tuple[str, int], ...] | None:
@@ -354,7 +358,8 @@ def render_auditor_report(inputs: AuditInputs, *, lang: str, generated_at: datet
                    tag("p", " · ".join([tr.t("generated", date=stamp),
                                         tr.t("warehouse", url=inputs.warehouse)]),
                        class_="meta"), Markup("</header>")])
-    body = join([header, _verify_section(inputs, tr), _budget_section(inputs, tr),
+    body = join([header, guarantee_section(inputs.budgets, inputs.identity_split, tr),
+                 _verify_section(inputs, tr), _budget_section(inputs, tr),
                  _releases_section(inputs, tr), _data_docs_section(inputs, tr, out),
                  _keys_section(inputs, tr), erasure_section(inputs.erasure_months, tr),
                  dp_audit_section(inputs.dp_audit, inputs.dp_audit_error, tr)])

@@ -236,6 +236,39 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_raw_files_deleted": "Fichiers bruts supprimés",
         "col_request_files_rejected": "Fichiers de demandes rejetés",
         "total": "Total",
+        "guarantee_title": "Garantie de confidentialité",
+        "guarantee_unit": "Unité protégée : la personne. Toutes les lignes d'un même "
+                          "sympathisant (exports, sources, versions de clé) sont rattachées à "
+                          "un seul identifiant pseudonyme, et chaque publication borne la "
+                          "contribution de cette personne.",
+        "guarantee_spent": "Jeu de données « {dataset} » : plafond à vie (ε = {cap_epsilon}, "
+                           "δ = {delta}). Pour un sympathisant quelconque, tout ce qui a été "
+                           "publié jusqu'ici change la probabilité de n'importe quel résultat "
+                           "d'un facteur au plus e^{spent_epsilon}, sauf avec probabilité δ = "
+                           "{delta} ({releases} publications, ρ dépensé {spent_rho} sur "
+                           "{cap_rho}).",
+        "guarantee_assumes": "Cette garantie repose sur :",
+        "guarantee_identity": "une seule identité résolue par personne réelle : mesuré le "
+                              "{date} sur une campagne synthétique de {people} personnes, "
+                              "{split} des personnes réelles sont scindées en deux identités "
+                              "ou plus ({merged} des identités regroupent plusieurs personnes, "
+                              "ce qui ne dégrade pas leur garantie). Pour une personne scindée "
+                              "en deux, la garantie devient celle d'un groupe de deux : un "
+                              "facteur au plus e^{group_epsilon} au lieu de e^{spent_epsilon}.",
+        "guarantee_identity_missing": "une seule identité résolue par personne réelle : taux "
+                                      "de scission non mesuré (lancez « isoloir audit "
+                                      "identity »).",
+        "guarantee_bounds": "des bornes de contribution par personne fixées par le plan ou "
+                            "choisies sous confidentialité différentielle, jamais lues "
+                            "directement dans les données ;",
+        "guarantee_keys": "des catégories publiées tirées des listes officielles (COG, "
+                          "vocabulaires fermés), jamais des données ;",
+        "guarantee_not": "Ce qu'elle ne couvre pas : le fait même que la campagne détienne "
+                         "des données ; les nombres de lignes des journaux d'ingestion et des "
+                         "rapports de quarantaine (vus des seuls ingénieurs de données) ; le "
+                         "moment des publications.",
+        "guarantee_sign": "Énoncé calculé à partir du registre signé ; à faire valider par "
+                          "le DPO.",
         "maintenance_title": "Isoloir · rapport de maintenance RGPD (DPO)",
         "maintenance_lead": "Demandes d'effacement (art. 17) et d'opposition (art. 21) "
                             "traitées, purges de conservation ({days} jours d'inactivité, "
@@ -391,6 +424,34 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_raw_files_deleted": "Raw files deleted",
         "col_request_files_rejected": "Request files rejected",
         "total": "Total",
+        "guarantee_title": "Privacy guarantee",
+        "guarantee_unit": "Privacy unit: the person. All rows of one supporter (exports, "
+                          "sources, key versions) resolve to one pseudonymous id, and every "
+                          "release bounds that person's contribution.",
+        "guarantee_spent": "Dataset “{dataset}”: lifetime cap (ε = {cap_epsilon}, δ = "
+                           "{delta}). For any one supporter, everything published so far "
+                           "changes the probability of any result by at most a factor of "
+                           "e^{spent_epsilon}, except with probability δ = {delta} "
+                           "({releases} releases, ρ spent {spent_rho} of {cap_rho}).",
+        "guarantee_assumes": "This guarantee rests on:",
+        "guarantee_identity": "one resolved identity per human: measured on {date} on a "
+                              "synthetic campaign of {people} people, {split} of humans are "
+                              "split into two identities or more ({merged} of identities hold "
+                              "several humans, which does not weaken their guarantee). For a "
+                              "human split in two, the guarantee becomes that of a group of "
+                              "two: a factor of at most e^{group_epsilon} instead of "
+                              "e^{spent_epsilon}.",
+        "guarantee_identity_missing": "one resolved identity per human: split rate not "
+                                      "measured (run `isoloir audit identity`).",
+        "guarantee_bounds": "per-person contribution bounds set by the plan or chosen under "
+                            "differential privacy, never read from the data directly;",
+        "guarantee_keys": "published categories taken from the official lists (COG, closed "
+                          "vocabularies), never from the data;",
+        "guarantee_not": "What it does not cover: that the campaign holds data at all; row "
+                         "counts in ingest logs and quarantine reports (seen by data "
+                         "engineers only); the timing of releases.",
+        "guarantee_sign": "Statement computed from the signed ledger; for the DPO to sign "
+                          "off.",
         "maintenance_title": "Isoloir · GDPR maintenance report (DPO)",
         "maintenance_lead": "Erasure (Art. 17) and objection (Art. 21) requests handled, "
                             "retention purges ({days} days of inactivity, raw files after "

@@ -270,3 +270,41 @@ if __name__ == "__main__":
     for made_path in make_screenshots(Path(sys.argv[1] if len(sys.argv) > 1 else
                                            "docs/screenshots")):
         print(f"{made_path} ({made_path.stat().st_size // 1024} KB)")
+
+
+def test_auditor_report_opens_with_a_computed_guarantee_statement(
+        browser: Any, reports: ReportFiles) -> None:
+    """The statement's ε comes from the ledger and the split rate from a real measurement."""
+    from selenium.webdriver.common.by import By
+
+    from pipeline.identity_check import measure_identity_split
+    from privacy.accountant import epsilon_equivalent, read_budgets
+    from privacy.identity_audit import write_identity_split
+    from warehouse.db import make_engine
+
+    settings = reports.settings
+    measured = measure_identity_split(settings, people=1200, seed=9)
+    write_identity_split(settings.home / "audit", measured)
+    with make_engine(settings.warehouse_url).connect() as conn:
+        [budget] = read_budgets(conn)
+    assert budget.cap.delta is not None and budget.spent > 0
+    expected = epsilon_equivalent(budget.spent, budget.cap.delta)
+    for lang, words in (("fr", "d'un facteur au plus e^"), ("en", "at most a factor of e^")):
+        page = write_auditor_report(settings, lang=lang, generated_at=GENERATED,
+                                    out=settings.reports / f"audit_{lang}.html")
+        seen = visit(browser, page)
+        assert seen.console_errors == [] and seen.external_requests == []
+        section = browser.find_element(By.ID, "guarantee")
+        assert_rendered(section, "guarantee statement")
+        first = browser.find_element(By.CSS_SELECTOR, "section.report-section")
+        assert first.get_attribute("id") == "guarantee"  # the report opens with it
+        statement = section.find_element(By.CSS_SELECTOR, "p.statement")
+        assert float(statement.get_attribute("data-spent-epsilon")) == \
+            pytest.approx(expected, abs=1e-6)
+        shown = f"{expected:.2f}".replace(".", "," if lang == "fr" else ".")
+        assert f"e^{shown}" in statement.text and words in statement.text
+        split = section.find_element(By.CSS_SELECTOR, "li.identity-split")
+        assert float(split.get_attribute("data-split-rate")) == \
+            pytest.approx(measured.split_rate, abs=1e-6)
+        rate = f"{100 * measured.split_rate:.2f}".replace(".", "," if lang == "fr" else ".")
+        assert rate in split.text
