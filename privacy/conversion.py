@@ -105,6 +105,7 @@ def _best_alpha(rho: float, log_inv_delta: float) -> float:
     return (a + b) / 2
 
 
+@lru_cache(maxsize=4096)
 def tight_epsilon_decimal(rho: Fraction, delta: Decimal) -> Decimal:
     """ε (CKS 2020) implied by ρ-zCDP at ``delta``, as a 50-digit upper bound (rounded up)."""
     _check(delta)
