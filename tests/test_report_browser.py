@@ -187,7 +187,7 @@ def test_strategist_report_renders_offline_without_errors(browser: Any,
     assert [s["name"] for s in sections] == [q.name for q in demo_plan().releases]
     for part in sections:
         assert part["width"] > 0 and part["height"] > 0, f"section {part['name']}"
-        assert part["charts"] == 1, part["name"]
+        assert part["charts"] == 1, part["name"]  # one chart (and maybe a map: below)
         assert part["chart_width"] > 300 and part["chart_height"] > 40, part["name"]
         assert part["marks"] and min(part["marks"]) > 0, f"empty chart in {part['name']}"
     assert_rendered(browser.find_element(By.CSS_SELECTOR, "polygon.band"), "uncertainty band")
@@ -197,6 +197,63 @@ def test_strategist_report_renders_offline_without_errors(browser: Any,
     assert_rendered(browser.find_element(By.CSS_SELECTOR, "footer#provenance"), "footer")
     shot = capture(browser, reports.artifacts / "strategist_report.png")
     assert shot.stat().st_size > 10_000
+
+
+#: Every shape of each département map, as laid out: code, state, fill, size.
+MAP_SHAPES = """
+return Array.from(document.querySelectorAll("svg.choropleth")).map(svg => ({
+  query: svg.closest("section").dataset.query,
+  width: svg.getBoundingClientRect().width,
+  shapes: Array.from(svg.querySelectorAll(".dep")).map(e => {
+    const box = e.getBoundingClientRect();
+    return {code: e.dataset.dep, state: e.dataset.state, tag: e.tagName,
+            fill: getComputedStyle(e).fill, width: box.width, height: box.height};
+  }),
+  insets: Array.from(svg.querySelectorAll("g.overseas text")).map(t => t.textContent),
+}));
+"""
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("fr", {"hausse", "baisse", "pas de différence mesurable"}),
+    ("en", {"increase", "decrease", "no measurable difference"})])
+def test_departement_map_and_week_over_week_render(browser: Any, reports: ReportFiles,
+                                                   lang: str, words: set[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    seen = visit(browser, reports.strategist if lang == "fr" else reports.strategist_en)
+    assert seen.console_errors == [] and seen.external_requests == []
+    maps = browser.execute_script(MAP_SHAPES)
+    assert [m["query"] for m in maps] == ["supporters_by_departement"]
+    (drawn,) = maps
+    assert drawn["width"] > 300
+    shapes = drawn["shapes"]
+    metro = [s for s in shapes if s["tag"] == "path"]
+    overseas = [s for s in shapes if s["tag"] == "rect"]
+    assert len(metro) == 96 and {"2A", "2B", "75", "13"} <= {s["code"] for s in metro}
+    assert [s["code"] for s in overseas] == ["971", "972", "973", "974", "976"]
+    assert [t.split(" ")[0] for t in drawn["insets"]] == ["971", "972", "973", "974", "976"]
+    assert all(s["width"] > 0 and s["height"] > 0 for s in shapes)
+    # Uncertain cells are hatched (the pattern), never a colour of the scale, and they are
+    # exactly the rows the table flags.
+    hatched = {s["code"] for s in shapes if s["state"] == "uncertain"}
+    assert hatched and all("hatch" in s["fill"] for s in shapes if s["state"] == "uncertain")
+    assert all(s["fill"].startswith("rgb(") for s in shapes if s["state"].startswith("c"))
+    section = browser.find_element(By.CSS_SELECTOR,
+                                   'section[data-query="supporters_by_departement"]')
+    flagged = {row.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text.split(" ")[0]
+               for row in section.find_elements(By.CSS_SELECTOR, "table tr.uncertain")}
+    assert hatched == flagged
+    # Week-over-week: one row per pair of consecutive published weeks, with a plain word.
+    weekly = browser.find_element(By.CSS_SELECTOR, 'section[data-query="contacts_by_week"]')
+    rows = weekly.find_elements(By.CSS_SELECTOR, ".wow-block tbody tr")
+    weeks = weekly.find_elements(By.CSS_SELECTOR, "details tbody tr")
+    assert len(rows) == len(weeks) - 1 > 0
+    readings = {r.find_element(By.CSS_SELECTOR, ".badge").text for r in rows}
+    assert readings and readings <= words
+    assert_rendered(weekly.find_element(By.CSS_SELECTOR, ".wow-block table"), "week-over-week")
+    credit = browser.find_element(By.CSS_SELECTOR, "footer .credit").text
+    assert "Victor Cazanave" in credit and "CC BY 4.0" in credit
 
 
 def test_english_strategist_report_renders(browser: Any, reports: ReportFiles) -> None:
