@@ -186,6 +186,13 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_used": "Utilisé",
         "col_releases": "Publications",
         "declared_as": "déclaré comme ε = {epsilon}, δ = {delta}",
+        "conversion": "conversion (ε, δ) → ρ : {name}",
+        "forecast": "Prévision : à la cadence du plan (ρ ≈ {rho} par jour en moyenne ; "
+                    "{cadences}), le plafond sera épuisé le {date}, dans {days} jours à partir "
+                    "du {as_of}.",
+        "cadence_daily": "quotidiennes",
+        "cadence_weekly": "hebdomadaires",
+        "cadence_monthly": "mensuelles",
         "consumption_title": "Consommation cumulée de « {dataset} » (ρ par entrée du registre)",
         "chart_cap": "plafond",
         "chart_axis_seq": "entrée du registre (n°)",
@@ -342,6 +349,12 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_used": "Used",
         "col_releases": "Releases",
         "declared_as": "declared as ε = {epsilon}, δ = {delta}",
+        "conversion": "(ε, δ) → ρ conversion: {name}",
+        "forecast": "Forecast: at the plan's cadences (ρ ≈ {rho} a day on average; "
+                    "{cadences}), the cap runs out on {date}, {days} days from {as_of}.",
+        "cadence_daily": "daily",
+        "cadence_weekly": "weekly",
+        "cadence_monthly": "monthly",
         "consumption_title": "Cumulative spending of “{dataset}” (ρ per ledger entry)",
         "chart_cap": "cap",
         "chart_axis_seq": "ledger entry (seq)",

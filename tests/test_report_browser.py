@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from core.settings import Settings, load_settings
-from privacy.plan import Plan
+from privacy.cadence import forecast
+from privacy.plan import Plan, load_plan
 from privacy.signing import create_signing_key
 from reports.auditor import write_auditor_report
 from reports.strategist import write_strategist_report
@@ -282,6 +283,16 @@ def test_auditor_report_renders_offline_without_errors(browser: Any,
     budgets = browser.find_element(By.ID, "budgets")
     for chart in budgets.find_elements(By.CSS_SELECTOR, "svg.cumulative-chart, svg.gauge"):
         assert_rendered(chart, "budget chart")
+    # The conversion used for the dataset's cap, and the forecast of its end.
+    conversion = budgets.find_element(By.CSS_SELECTOR, ".conversion")
+    assert conversion.get_attribute("data-conversion") == "cks-2020"
+    assert "Canonne–Kamath–Steinke 2020" in conversion.text
+    forecast_note = budgets.find_element(By.CSS_SELECTOR, "p.forecast")
+    assert_rendered(forecast_note, "forecast")
+    (state,) = read_budgets_of(reports.settings)
+    expected = forecast(load_plan(), state.remaining, GENERATED.date())
+    assert forecast_note.get_attribute("data-exhausted-on") == expected.exhausted_on
+    assert expected.exhausted_on is not None and expected.exhausted_on in forecast_note.text
     steps = budgets.find_element(By.CSS_SELECTOR, "svg.cumulative-chart path.steps")
     assert _size(steps)[0] > 100  # the staircase spans the chart
     rows = browser.find_elements(By.CSS_SELECTOR, "#releases tbody tr")
@@ -290,6 +301,14 @@ def test_auditor_report_renders_offline_without_errors(browser: Any,
     assert link.get_attribute("href").endswith("/reports/data_docs/index.html")
     capture(browser, reports.artifacts / "audit_report.png")
     assert (reports.artifacts / "audit_report.png").stat().st_size > 10_000
+
+
+def read_budgets_of(settings: Settings) -> list[Any]:
+    from privacy.accountant import read_budgets
+    from warehouse.db import make_engine
+
+    with make_engine(settings.warehouse_url).connect() as conn:
+        return read_budgets(conn)
 
 
 # --------------------------------------------------------------------------- README images
