@@ -344,7 +344,8 @@ def _map(release: PublishedRelease, cells: list[Cell], tr: Translator, display: 
     names = {code: f"{code} {name}" for code, name in geo.departements.items()}
     svg = choropleth_svg(values, title=tr.t("map_title", title=title),
                          legend_uncertain=tr.t("uncertain"), legend_blank=tr.t("map_blank"),
-                         fmt=_tick_format(display, tr), map_id=f"map-{release.query_name}",
+                         fmt=lambda v: Display(display.kind, display.decimals, 1.0).value(tr, v),
+                         map_id=f"map-{release.query_name}",
                          names=names)
     return join([Markup(f'<figure class="map" data-query="{esc(release.query_name)}">'),
                  Markup(svg), tag("figcaption", tr.t("map_note"), class_="note"),

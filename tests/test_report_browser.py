@@ -314,10 +314,8 @@ def read_budgets_of(settings: Settings) -> list[Any]:
 # --------------------------------------------------------------------------- README images
 
 def make_screenshots(target: Path) -> list[Path]:
-    """The README's screenshots: the first screen of each report and one weekly trend, on
-    the default plan."""
-    from privacy.plan import load_plan
-
+    """The README's screenshots: the first screen of each report, one weekly trend, a
+    département map, week-over-week changes and the audit's budgets, on the default plan."""
     with tempfile.TemporaryDirectory(prefix="isoloir-shots-") as folder:
         files = build_reports(Path(folder) / "home", load_plan(), runs=3)
         driver = start_browser(Path(folder) / "profile", width=1000, height=1250)
@@ -337,6 +335,22 @@ def make_screenshots(target: Path) -> list[Path]:
                     driver.execute_script("arguments[0].scrollIntoView()", trend)
                     assert trend.screenshot(str(target / "strategist_trend.png"))
                     made.append(target / "strategist_trend.png")
+                    for selector, shot in (
+                            ('section[data-query="volunteers_by_departement"] figure.map',
+                             "strategist_map.png"),
+                            ('section[data-query="contacts_by_week"] .wow-block',
+                             "strategist_week_over_week.png")):
+                        element = driver.find_element(By.CSS_SELECTOR, selector)
+                        driver.execute_script("arguments[0].scrollIntoView()", element)
+                        assert element.screenshot(str(target / shot))
+                        made.append(target / shot)
+                if name == "audit_report.png":  # the budgets: conversion and forecast
+                    from selenium.webdriver.common.by import By
+
+                    budgets = driver.find_element(By.ID, "budgets")
+                    driver.execute_script("arguments[0].scrollIntoView()", budgets)
+                    assert budgets.screenshot(str(target / "audit_budget.png"))
+                    made.append(target / "audit_budget.png")
         finally:
             driver.quit()
     return made
