@@ -1,4 +1,5 @@
-"""`isoloir release` and `isoloir budget`: publish the plan's DP aggregates; show the budget.
+"""`isoloir release` and `isoloir budget`: publish the plan's DP aggregates; show the budget,
+its forecast, and (``budget recompute-cap``) convert a dataset's declared cap again.
 
 Exit codes: 0 ok, 2 bad input (plan, option), 3 budget exhausted (nothing charged).
 """
@@ -95,15 +96,30 @@ def _amounts(cap: Fraction, spent: Fraction, delta: Decimal | None) -> dict[str,
     }
 
 
-@app.command("budget")
+budget_app = typer.Typer(
+    help="Show each dataset's privacy budget, runs and forecast; recompute-cap converts a "
+    "declared (ε, δ) cap again.", invoke_without_command=True)
+app.add_typer(budget_app, name="budget")
+
+
+@budget_app.callback()
 def budget(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print budgets as JSON.")] = False,
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="Plan whose cadences the forecast uses (default: ISOLOIR_PLAN, else the "
+        "packaged default plan).", dir_okay=False)] = None,
 ) -> None:
-    """Show each dataset's privacy budget (cap, spent, remaining, releases) and its runs.
+    """Show each dataset's privacy budget (cap, spent, remaining, releases), its runs, and the
+    forecast: the day the cap runs out at the plan's cadences.
 
     Values are exact ρ-zCDP (fractions "p/q"), with a decimal and an (ε, δ) rendering. A run
-    is one run id: its queries, total ρ and when it was admitted.
+    is one run id: its queries, total ρ and when it was admitted. The cap's conversion says
+    how the declared (ε, δ) became ρ (tight CKS 2020 for new datasets, loose Bun–Steinke 2016
+    for datasets opened before it, until `isoloir budget recompute-cap`).
     """
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_or_exit()
     with handled_errors(as_json):
         from cli.runtime import warehouse_engine
@@ -113,6 +129,8 @@ def budget(
         with warehouse_engine(settings).connect() as conn:
             states = read_budgets(conn)
             runs = runs_of(read_entries(conn))
+        plan = _forecast_plan(plan_file or settings.plan_file)
+    today = datetime.now(UTC).date()  # the CLI's "as of": today, read here, once
     datasets: list[dict[str, Any]] = []
     for s in states:
         mine = [r for r in runs if r.dataset_id == s.dataset_id]
@@ -122,6 +140,8 @@ def budget(
                                           else str(s.cap.epsilon),
                                           "delta": None if s.cap.delta is None
                                           else str(s.cap.delta)},
+                         "conversion": _conversion(s.cap.rho, s.cap.epsilon, s.cap.delta),
+                         "forecast": _forecast(plan, s.dataset_id, s.remaining, today),
                          "runs": [_run_json(r, s.cap.delta) for r in mine]}
                         | _amounts(s.cap.rho, s.spent, s.cap.delta))
     if as_json:
@@ -157,6 +177,91 @@ def budget(
                             ", ".join(r["queries"]), r["rho"], str(r["releases"]),
                             "; ".join(notes))
         console.print(listing)
+    for d in datasets:
+        conv, fc = d["conversion"], d["forecast"]
+        console.print(f"{d['dataset_id']}: cap converted by {conv['name']}", highlight=False)
+        if fc is not None and fc["exhausted_on"] is not None:
+            console.print(f"{d['dataset_id']}: at the plan's cadences (ρ={fc['per_day_rho']} a "
+                          f"day on average) the cap runs out on {fc['exhausted_on']} "
+                          f"({fc['days_left']} days from {fc['as_of']})", highlight=False)
+
+
+@budget_app.command("recompute-cap")
+def recompute_cap(
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="Dataset whose cap to convert again (default: every dataset with a "
+        "declared (ε, δ)).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what changed as JSON.")] = False,
+) -> None:
+    """Convert a dataset's declared (ε, δ) cap with the tight conversion (CKS 2020), and
+    record the change in the ledger.
+
+    An existing dataset keeps the cap it was opened with until this is run. The new cap and
+    the old are written, signed, in a zero-cost ledger entry (mechanism "cap recompute") in
+    the same transaction as the change, so `isoloir audit verify` and the auditor report see
+    it. A dataset already at the tight cap is left as it is. Exit 2 for an unknown dataset or
+    a cap declared in ρ.
+    """
+    settings = settings_or_exit()
+    with handled_errors(as_json):
+        from cli.runtime import warehouse_engine
+        from core.errors import PlanError
+        from privacy.accountant import Accountant, read_budgets
+        from privacy.signing import load_signing_key
+
+        engine = warehouse_engine(settings)
+        with engine.connect() as conn:
+            states = read_budgets(conn)
+        if dataset is not None:
+            states = [s for s in states if s.dataset_id == dataset]
+            if not states:
+                raise PlanError(f"no dataset {dataset!r} has a budget; `isoloir budget` "
+                                "lists them")
+        else:
+            states = [s for s in states if s.cap.epsilon is not None]
+        accountant = Accountant(engine, load_signing_key(settings.signing_key_file))
+        changes = [accountant.recompute_cap(s.dataset_id) for s in states]
+    if as_json:
+        emit_json({"ok": True, "changes": [c.to_dict() for c in changes]})
+        return
+    if not changes:
+        console.print("no dataset with a declared (ε, δ) cap: nothing to recompute")
+    for c in changes:
+        if c.changed:
+            assert c.entry is not None
+            console.print(f"{c.dataset_id}: cap ρ {c.from_rho} ({c.from_conversion}) → "
+                          f"{c.to_rho} ({c.to_conversion}); recorded in the ledger, seq "
+                          f"{c.entry.seq}", highlight=False)
+        else:
+            console.print(f"{c.dataset_id}: cap already ρ {c.to_rho} ({c.to_conversion}); "
+                          "nothing changed", highlight=False)
+
+
+def _forecast_plan(path: Path | None) -> Any:
+    """The plan the forecast follows, or None when it cannot be read (said in the output)."""
+    from core.errors import PlanError
+    from privacy.plan import load_plan
+
+    try:
+        return load_plan(path)
+    except PlanError:
+        return None
+
+
+def _forecast(plan: Any, dataset_id: str, remaining: Fraction,
+              today: Any) -> dict[str, Any] | None:
+    from privacy.cadence import forecast
+
+    if plan is None or plan.dataset_id != dataset_id:
+        return None
+    return forecast(plan, remaining, today).to_dict()
+
+
+def _conversion(rho: Fraction, epsilon: Decimal | None, delta: Decimal | None) -> dict[str, Any]:
+    from privacy.conversion import CONVERSION_NAMES, conversion_of
+
+    code = conversion_of(rho, epsilon, delta)
+    return {"code": code, "name": CONVERSION_NAMES[code]}
 
 
 def _run_json(run: RunRecord, delta: Decimal | None) -> dict[str, Any]:

@@ -22,6 +22,10 @@ Runs when `isoloir://warehouse` is updated, and daily. Steps: **release** (the p
 queries, each charged to the privacy ledger *before* noise is drawn) → **validate published**
 (GX published suite) → **reports** (strategist and auditor HTML) → **audit verify**.
 
+* Each query has a cadence (daily, weekly, monthly in the plan): a run releases only the
+  queries whose period (the day, ISO week or month of the run's logical date) has no release
+  yet; the others are listed as `skipped`. Several runs a day charge a daily query once, and
+  a weekly query once a week.
 * Release ids derive from the run id and the query: a retry returns the stored result and
   charges nothing, so retries never draw fresh noise.
 * `budget exhausted` means the dataset's lifetime cap is spent: nothing more can be
@@ -56,10 +60,13 @@ def isoloir_release() -> None:
     def release(**context: Any) -> dict[str, Any]:
         from pipeline.tasks import release_plan, task_settings
 
-        conf = getattr(context.get("dag_run"), "conf", None) or {}
+        dag_run = context.get("dag_run")
+        conf = getattr(dag_run, "conf", None) or {}
         run_key = str(conf.get("run_key") or context["run_id"])
-        return release_plan(task_settings(), run_id=run_key,
-                            logical_date=context.get("logical_date"))
+        # An asset-triggered run has no logical date in Airflow 3: its date is when it runs.
+        logical_date = context.get("logical_date") or getattr(dag_run, "run_after", None)
+        return release_plan(task_settings(), run_id=run_key, logical_date=logical_date,
+                            only_due=True)
 
     @task(doc_md="Published suite (GX): accuracy columns, public keys only, counts ≥ 0.")
     def validate_published(summary: dict[str, Any]) -> dict[str, Any]:

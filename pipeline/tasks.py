@@ -253,18 +253,21 @@ def summarize_ingest(results: Iterable[Mapping[str, Any]] | None) -> dict[str, A
 
 def release_plan(settings: Settings, *, run_id: str, logical_date: datetime | None = None,
                  plan_path: Path | None = None,
-                 queries: list[str] | None = None) -> dict[str, Any]:
+                 queries: list[str] | None = None, only_due: bool = False) -> dict[str, Any]:
     """Release the plan (or the named queries) as one run, admitted whole: all its queries are
     charged in one transaction or none is; returns release ids and published paths.
 
-    An Airflow retry of the same run id republishes what was recorded and charges nothing
-    for it, so the task is safe to retry.
+    ``only_due`` (the release DAG): release only the queries whose cadence period (day, ISO
+    week, month of ``logical_date``) holds no release yet; the others are listed in the
+    summary's ``skipped``. An Airflow retry of the same run id republishes what was recorded
+    and charges nothing for it, so the task is safe to retry.
     """
     from privacy.plan import load_plan
     from privacy.release import run_release
 
     plan = load_plan(plan_path or settings.plan_file)
-    summary = run_release(settings, plan, run_id, logical_date=logical_date, queries=queries)
+    summary = run_release(settings, plan, run_id, logical_date=logical_date, queries=queries,
+                          only_due=only_due)
     return _as_dict(summary)
 
 

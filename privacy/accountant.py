@@ -13,7 +13,17 @@ patchwork; a run that does not fit is refused with nothing charged. Locking:
 
 Budgets are exact: ρ-zCDP as :class:`~fractions.Fraction`, stored as text ``"p/q"``; an
 (ε, δ) rendering is for display only. A dataset's cap is fixed by the first release that
-opens it: a plan declaring another cap is refused, never silently applied.
+opens it: a plan declaring another cap is refused, never silently applied. A plan declaring
+the same (ε, δ) keeps the dataset's recorded ρ whichever conversion recorded it (datasets
+opened before the tight conversion keep the loose ρ); only :meth:`Accountant.recompute_cap`
+(``isoloir budget recompute-cap``) changes it, and it appends a signed, zero-cost ledger
+entry (:data:`~privacy.ledger.CAP_CHANGE_MECHANISM`) saying from which ρ to which.
+
+**Cadence.** Every charge of a run states the period it covers (:mod:`privacy.cadence`).
+A run admitted with ``only_due=True`` (the release DAG's runs) is refused
+(:class:`PeriodAlreadyReleased`, nothing charged) when one of its queries' period is already
+covered in the ledger: checked inside the admission's transaction, so racing runs never
+charge one week's weekly query twice.
 
 >>> from fractions import Fraction
 >>> cap = BudgetCap(rho=Fraction(2))
@@ -36,13 +46,31 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import AuditFailure, BudgetExhaustedError, InvariantViolation, PlanError
+from core.errors import (
+    AuditFailure,
+    BudgetExhaustedError,
+    InvariantViolation,
+    IsoloirError,
+    PlanError,
+)
+from privacy.cadence import charge_period, coverage, covered
+from privacy.conversion import (
+    LOOSE,
+    TIGHT,
+    Conversion,
+    cap_rho_for,
+    conversion_of,
+    tight_epsilon,
+)
 from privacy.ledger import (
+    CAP_CHANGE_MECHANISM,
     GENESIS_HASH,
+    RELEASE_ID_HEX,
     LedgerEntry,
     PublishedFile,
     ReleaseResult,
     StoredResult,
+    canonical_json,
     check_file_hashes,
     compute_entry_hash,
     entry_from_row,
@@ -98,12 +126,17 @@ def decimal_text(value: Fraction, digits: int = 12) -> str:
     return format(quotient.normalize(), "f")
 
 
-def epsilon_equivalent(rho: Fraction, delta: Decimal | float) -> float:
-    """ε of (ε, δ)-DP implied by ρ-zCDP: ``ρ + 2·sqrt(ρ·ln(1/δ))`` (Bun & Steinke 2016).
+def epsilon_equivalent(rho: Fraction, delta: Decimal | float,
+                       conversion: Conversion = TIGHT) -> float:
+    """ε of (ε, δ)-DP implied by ρ-zCDP, by the tight conversion (Canonne, Kamath & Steinke
+    2020, as OpenDP's ``make_zCDP_to_approxDP``) or, with ``conversion="bun-steinke-2016"``,
+    the loose ``ρ + 2·sqrt(ρ·ln(1/δ))`` (Bun & Steinke 2016).
 
     For display and reports only; all accounting stays in exact ρ.
 
     >>> round(epsilon_equivalent(Fraction(1, 2), 1e-7), 3)
+    5.671
+    >>> round(epsilon_equivalent(Fraction(1, 2), 1e-7, "bun-steinke-2016"), 3)
     6.178
     """
     d = float(delta)
@@ -112,7 +145,10 @@ def epsilon_equivalent(rho: Fraction, delta: Decimal | float) -> float:
     r = float(rho)
     if r <= 0:
         return 0.0
-    return r + 2 * math.sqrt(r * math.log(1 / d))
+    if conversion == LOOSE:
+        return r + 2 * math.sqrt(r * math.log(1 / d))
+    return tight_epsilon(Fraction(rho), Decimal(repr(d)) if isinstance(delta, float) else
+                         Decimal(delta))
 
 
 def describe_rho(rho: Fraction, delta: Decimal | None) -> str:
@@ -199,6 +235,37 @@ class CapMismatch(PlanError):
     """A plan declares a cap other than the one fixed when the dataset's budget was opened."""
 
 
+class PeriodAlreadyReleased(IsoloirError):
+    """A charge covers a query's period (day, ISO week, month) that the ledger already
+    covers: another run released it a moment ago. Nothing was charged; retry the run (it
+    then skips what is no longer due)."""
+
+
+@dataclass(frozen=True)
+class CapChange:
+    """What :meth:`Accountant.recompute_cap` did: ``entry`` is None when nothing changed."""
+
+    dataset_id: str
+    from_rho: Fraction
+    to_rho: Fraction
+    from_conversion: str
+    to_conversion: str
+    spent: Fraction
+    entry: LedgerEntry | None
+
+    @property
+    def changed(self) -> bool:
+        return self.entry is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset_id": self.dataset_id, "changed": self.changed,
+                "from_rho": fraction_text(self.from_rho), "to_rho": fraction_text(self.to_rho),
+                "from_conversion": self.from_conversion, "to_conversion": self.to_conversion,
+                "spent_rho": fraction_text(self.spent),
+                "ledger_seq": None if self.entry is None else self.entry.seq,
+                "release_id": None if self.entry is None else self.entry.release_id}
+
+
 @dataclass(frozen=True)
 class ChargeRequest:
     """What one release asks the accountant for, before any noise is drawn."""
@@ -214,6 +281,8 @@ class ChargeRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.cost, Fraction) or self.cost <= 0:
             raise InvariantViolation("a charge must be a positive exact fraction")
+        if self.mechanism == CAP_CHANGE_MECHANISM:
+            raise InvariantViolation(f"{CAP_CHANGE_MECHANISM!r} is reserved for cap changes")
         if not 0 < len(self.mechanism) <= MECHANISM_MAX:
             raise InvariantViolation(f"a mechanism name has 1 to {MECHANISM_MAX} characters")
 
@@ -342,7 +411,11 @@ class Accountant:
             with self._engine.connect() as conn:
                 row = conn.execute(select(privacy_budgets)
                                    .where(privacy_budgets.c.dataset_id == dataset_id)).one()
-        if row is not None and Fraction(row.cap_rho) != cap.rho:
+        if row is not None and Fraction(row.cap_rho) != cap.rho and _same_declared(row, cap):
+            log.info("dataset %s keeps its recorded cap %s (%s conversion of the declared "
+                     "(ε, δ)); `isoloir budget recompute-cap` records a change", dataset_id,
+                     row.cap_rho, conversion_of(Fraction(row.cap_rho), cap.epsilon, cap.delta))
+        elif row is not None and Fraction(row.cap_rho) != cap.rho:
             raise CapMismatch(
                 f"cap: dataset {dataset_id!r} has its cap fixed at ρ={row.cap_rho} since "
                 f"{row.created_at}; the plan declares ρ={fraction_text(cap.rho)}. A cap cannot "
@@ -351,6 +424,63 @@ class Accountant:
         if state is None:  # pragma: no cover - the row was just created
             raise InvariantViolation(f"budget of {dataset_id!r} vanished after creation")
         return state
+
+    def recompute_cap(self, dataset_id: str, conversion: Conversion = TIGHT) -> CapChange:
+        """Convert the dataset's declared (ε, δ) again with ``conversion`` and record it.
+
+        In one transaction: the budget row's ``cap_rho`` changes and a signed, zero-cost
+        ledger entry (mechanism :data:`~privacy.ledger.CAP_CHANGE_MECHANISM`) states the old
+        and new ρ and conversions, so the change is in the hash chain the audit verifies.
+        Refused (:class:`CapMismatch`) for a cap declared in ρ, or when the new cap would be
+        below what is already spent. Nothing is written when the cap already is that value.
+        """
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(select(privacy_budgets)
+                               .where(privacy_budgets.c.dataset_id == dataset_id)
+                               .with_for_update()).first()
+            if row is None:
+                raise CapMismatch(f"dataset {dataset_id!r} has no budget yet: its first "
+                                  "release opens it (with the tight conversion)")
+            state = _state(row._mapping, 0)
+            eps, delta = state.cap.epsilon, state.cap.delta
+            if eps is None or delta is None:
+                raise CapMismatch(f"dataset {dataset_id!r} declared its cap in ρ: there is no "
+                                  "(ε, δ) to convert")
+            old, new = state.cap.rho, cap_rho_for(eps, delta, conversion)
+            before = conversion_of(old, eps, delta)
+            if new == old:
+                return CapChange(dataset_id, old, new, before, conversion, state.spent, None)
+            if new < state.spent:
+                raise CapMismatch(f"dataset {dataset_id!r} has spent ρ={fraction_text(state.spent)}"
+                                  f", more than the {conversion} cap ρ={fraction_text(new)}")
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK_KEY})
+            tip = conn.execute(select(ledger_entries.c.seq, ledger_entries.c.entry_hash)
+                               .order_by(ledger_entries.c.seq.desc()).limit(1)).first()
+            seq = 1 if tip is None else tip.seq + 1
+            prev = GENESIS_HASH if tip is None else tip.entry_hash
+            created_at = timestamp(self._clock())
+            document = canonical_json({
+                "kind": "cap_change", "name": "cap_change", "dataset_id": dataset_id,
+                "epsilon": str(eps), "delta": str(delta),
+                "from_rho": fraction_text(old), "from_conversion": before,
+                "to_rho": fraction_text(new), "to_conversion": conversion,
+                "spent_rho": fraction_text(state.spent)})
+            rid = "r-" + sha256_hex(canonical_json(["cap_change", dataset_id, seq,
+                                                    document]))[:RELEASE_ID_HEX]
+            request = _CapChangeRequest(dataset_id=dataset_id, release_id=rid, plan_hash="",
+                                        query=document, mechanism=CAP_CHANGE_MECHANISM,
+                                        cost=Fraction(0), snapshot_hash=GENESIS_HASH)
+            entry = self._signed_entry(request, seq, prev, created_at, run_id=None,
+                                       run_part=None, run_size=None)
+            conn.execute(insert(ledger_entries), [entry.row()])
+            conn.execute(update(privacy_budgets)
+                         .where(privacy_budgets.c.dataset_id == dataset_id)
+                         .values(cap_rho=fraction_text(new)))
+        log.warning("cap of dataset %s recomputed: ρ %s (%s) → %s (%s), ledger seq %d",
+                    dataset_id, fraction_text(old), before, fraction_text(new), conversion,
+                    entry.seq)
+        return CapChange(dataset_id, old, new, before, conversion, state.spent, entry)
 
     def budget(self, dataset_id: str) -> BudgetState | None:
         with self._engine.connect() as conn:
@@ -403,20 +533,23 @@ class Accountant:
         entries, fresh = self._append(request.dataset_id, (request,), run_id=None)
         return Charge(entries[0], fresh=fresh)
 
-    def admit_run(self, run: RunRequest) -> Admission:
+    def admit_run(self, run: RunRequest, *, only_due: bool = False) -> Admission:
         """Charge every query of a run in one transaction, before any noise: all or nothing.
 
         The entries are appended consecutively, each stating the run id and its place in the
         admission (part ``i`` of ``n``), so the audit can prove the run was admitted whole.
         Raises :class:`InsufficientBudget` (nothing charged) when the run's total exceeds what
         is left; returns ``fresh=False`` (nothing charged) when any of its release ids is
-        already in the ledger.
+        already in the ledger. ``only_due``: raises :class:`PeriodAlreadyReleased` (nothing
+        charged) when a charge's (query, period) is already covered by another run's release.
         """
-        entries, fresh = self._append(run.dataset_id, run.charges, run_id=run.run_id)
+        entries, fresh = self._append(run.dataset_id, run.charges, run_id=run.run_id,
+                                      only_due=only_due)
         return Admission(run.run_id, entries, fresh)
 
     def _append(self, dataset_id: str, requests: Sequence[ChargeRequest], *,
-                run_id: str | None) -> tuple[tuple[LedgerEntry, ...], bool]:
+                run_id: str | None,
+                only_due: bool = False) -> tuple[tuple[LedgerEntry, ...], bool]:
         """The one spend path: lock, check, append signed entries, spend; one transaction."""
         cost = sum((r.cost for r in requests), Fraction(0))
         with write_transaction(self._engine) as conn:
@@ -430,6 +563,8 @@ class Accountant:
             existing = _existing(conn, (r.release_id for r in requests))
             if existing:
                 return existing, False
+            if only_due:
+                _refuse_covered(conn, dataset_id, requests, run_id)
             state = _state(budget._mapping, 0)
             if cost > state.remaining:
                 raise InsufficientBudget(dataset_id, cost, state.remaining, state.cap.delta,
@@ -458,7 +593,7 @@ class Accountant:
                      f"{entry.run_size}", describe_rho(entry.cost, state.cap.delta))
         return tuple(entries), True
 
-    def _signed_entry(self, request: ChargeRequest, seq: int, prev: str, created_at: str, *,
+    def _signed_entry(self, request: ChargeRequest | _CapChangeRequest, seq: int, prev: str, created_at: str, *,
                       run_id: str | None, run_part: int | None,
                       run_size: int | None) -> LedgerEntry:
         fields = hashed_fields(seq=seq, dataset_id=request.dataset_id,
@@ -541,3 +676,45 @@ class Accountant:
             raise AuditFailure(f"stored result of release {release} (seq {entry.seq}) cannot be "
                                f"republished: {problem}; run `isoloir audit verify`")
         return result
+
+
+@dataclass(frozen=True)
+class _CapChangeRequest:
+    """The fields of a cap-change entry (zero cost: not a :class:`ChargeRequest`)."""
+
+    dataset_id: str
+    release_id: str
+    plan_hash: str
+    query: str
+    mechanism: str
+    cost: Fraction
+    snapshot_hash: str
+
+
+def _same_declared(row: Any, cap: BudgetCap) -> bool:
+    """The recorded budget and ``cap`` declare the same (ε, δ), and the recorded ρ is one of
+    its known conversions (the plan did not change the cap, only the conversion did)."""
+    if cap.epsilon is None or cap.delta is None or not row.cap_epsilon or not row.cap_delta:
+        return False
+    if Decimal(row.cap_epsilon) != cap.epsilon or Decimal(row.cap_delta) != cap.delta:
+        return False
+    return Fraction(row.cap_rho) in (cap_rho_for(cap.epsilon, cap.delta, TIGHT),
+                                     cap_rho_for(cap.epsilon, cap.delta, LOOSE))
+
+
+def _refuse_covered(conn: Connection, dataset_id: str, requests: Sequence[ChargeRequest],
+                    run_id: str | None) -> None:
+    """Inside the admission: refuse charges whose (query, period) the ledger already covers."""
+    periods = [p for p in (charge_period(r.query) for r in requests) if p is not None]
+    if not periods:
+        return
+    rows = conn.execute(select(ledger_entries.c.query, ledger_entries.c.run_id,
+                               ledger_entries.c.result_hash)
+                        .where(ledger_entries.c.dataset_id == dataset_id))
+    cover = coverage(rows)
+    taken = [f"{name} ({period})" for name, period in periods
+             if covered(cover.get((name, period), ()), run_id or "")]
+    if taken:
+        raise PeriodAlreadyReleased(
+            f"already released for its period, by another run: {', '.join(taken)}; nothing "
+            "was charged; retry the run (it releases only what is still due)")

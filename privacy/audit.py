@@ -13,7 +13,9 @@ rotated); nothing it does writes. It checks, in order:
    it; an entry with a ``result_hash`` has such a row. An entry without a result is a release
    charged and never finished (a crash): its budget stays spent, which is legitimate.
 3. **Totals**: per dataset, the entries' exact costs sum to the ``spent_rho`` column and stay
-   within the cap.
+   within the cap. A cap changed by ``isoloir budget recompute-cap`` is recorded by a signed,
+   zero-cost entry (mechanism ``cap recompute``); the budget row's cap must equal the last
+   such entry's ``to_rho``, so a cap edited in the database without it is named.
 4. **Published files**: every file in ``published/`` is named in a signed result, with the
    same sha256. Files whose name starts with ``.`` (partial writes) are skipped.
 5. **Runs admitted whole**: the entries of one run admission are parts 1, 2, ... n of n,
@@ -44,6 +46,7 @@ from privacy.ledger import (
     LedgerEntry,
     ReleaseResult,
     StoredResult,
+    cap_change_of,
     check_file_hashes,
     compute_entry_hash,
     entry_message,
@@ -270,7 +273,10 @@ def _check_chain(entries: list[LedgerEntry], ring: VerifyKeyring,
                 f"the auditor does not hold (held: {', '.join(ring.key_ids)})"))
         elif not key.verify(entry_message(entry.entry_hash), entry.signature):
             problems.append(problem("signature does not verify"))
-        if _cost(entry) <= 0:
+        if cap_change_of(entry) is not None:
+            if _cost(entry) != 0:
+                problems.append(problem("a cap change must cost nothing"))
+        elif _cost(entry) <= 0:
             problems.append(problem("cost_rho is not a positive exact fraction"))
         if entry.result_hash is not None and entry.release_id not in results:
             problems.append(problem("result_hash names no signed result"))
@@ -386,6 +392,14 @@ def _check_totals(entries: list[LedgerEntry],
             problems.append(AuditProblem(
                 "totals", f"spent_rho says {fraction_text(budget.spent)} but the entries sum "
                 f"to {fraction_text(total)}{after}", dataset_id=budget.dataset_id))
+        changes = [(e, cap_change_of(e)) for e in mine if cap_change_of(e) is not None]
+        if changes:
+            entry, change = changes[-1]
+            if change is not None and change.get("to_rho") != fraction_text(budget.cap.rho):
+                problems.append(AuditProblem(
+                    "totals", f"cap is {fraction_text(budget.cap.rho)} but the last recorded cap "
+                    f"change (seq {entry.seq}) set it to {change.get('to_rho')}",
+                    seq=entry.seq, release_id=entry.release_id, dataset_id=budget.dataset_id))
         if max(total, budget.spent) > budget.cap.rho:
             problems.append(AuditProblem(
                 "totals", f"spent {fraction_text(max(total, budget.spent))} exceeds the cap "

@@ -45,6 +45,10 @@ from sqlalchemy import Connection, select
 from warehouse.schema import ledger_entries, release_results
 
 GENESIS_HASH = "0" * 64
+#: Mechanism of the zero-cost entry that records a change of a dataset's cap
+#: (``isoloir budget recompute-cap``): the change sits in the hash chain, signed, where the
+#: audit sees it; its ``query`` JSON says from which ρ and conversion to which.
+CAP_CHANGE_MECHANISM = "cap recompute"
 RELEASE_ID_HEX = 24
 _ENTRY_DOMAIN = b"isoloir/ledger-entry/v1\n"
 _RESULT_DOMAIN = b"isoloir/release-result/v1\n"
@@ -342,3 +346,21 @@ def check_file_hashes(result: ReleaseResult) -> str | None:
         if sha256_hex(f.content) != f.sha256:
             return f.name
     return None
+
+
+def cap_change_of(entry: LedgerEntry) -> dict[str, Any] | None:
+    """The cap change an entry records (``from_rho``, ``to_rho``, conversions, ε, δ), or None.
+
+    >>> cap_change_of(LedgerEntry(1, "d", "r-x", "", '{"kind":"cap_change","to_rho":"1/2"}',
+    ...     CAP_CHANGE_MECHANISM, "0/1", "", None, "", "", "", "", ""))["to_rho"]
+    '1/2'
+    """
+    if entry.mechanism != CAP_CHANGE_MECHANISM:
+        return None
+    try:
+        document = json.loads(entry.query)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("kind") != "cap_change":
+        return None
+    return document

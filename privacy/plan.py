@@ -7,13 +7,21 @@ bad bound, a group key that is not a public key set, or shares that exceed the p
 budget are refused with the key path (``releases[3].bounds: max_groups must be ≥ 1``).
 
 Budgets are exact: ``Fraction`` for ρ (zero-concentrated DP), ``Decimal`` for a declared
-(ε, δ). The (ε, δ) → ρ conversion rounds *down*, so a ρ total within the cap always
-implies the declared (ε, δ).
+(ε, δ). The (ε, δ) → ρ conversion (:mod:`privacy.conversion`, the tight one by default) rounds
+*down*, so a ρ total within the cap always implies the declared (ε, δ).
+
+**Cadence.** Each query declares how often it is released: ``daily`` (the default),
+``weekly`` (once per ISO week) or ``monthly`` (once per calendar month). Its ``share`` is a
+fraction of ``per_run``, the ρ of *one day* of the plan on average, and is charged whenever
+the query is released: a weekly query may take up to 7 shares, and the plan's per-day average
+(:func:`daily_spend`, each share divided by its period's length in days) must fit in
+``per_run``. So a small-count table released weekly gets seven times the ρ of a daily one
+(noise √7 ≈ 2.6 times smaller) for the same lifetime budget.
 
 >>> plan = load_plan()
 >>> plan.dataset_id, plan.privacy_unit
 ('campaign', 'person')
->>> sum(query_cost(plan, q) for q in plan.releases) <= plan.per_run.cap_rho()
+>>> daily_spend(plan) <= plan.per_run.cap_rho()
 True
 """
 
@@ -25,11 +33,11 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
@@ -44,6 +52,7 @@ from core.vocabulary import (
     iso_weeks,
     months,
 )
+from privacy.conversion import LOOSE, TIGHT, Conversion, cap_rho_for
 
 #: Group-by columns that have a public key set (the only ones a plan may group by).
 PUBLIC_KEY_SETS: tuple[str, ...] = (
@@ -88,7 +97,15 @@ DEFAULT_CLIP: Mapping[str, tuple[float, float]] = {
 MAX_QUANTILE_DENOMINATOR = 1024
 
 _SLUG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_RHO_DIGITS = 12  # (ε, δ) → ρ is floored to a multiple of 10**-12
+
+Cadence = Literal["daily", "weekly", "monthly"]
+CADENCES: tuple[str, ...] = get_args(Cadence)
+#: Days in one period of each cadence (a month: 365.25 / 12 days on average), exactly.
+PERIOD_DAYS: Mapping[str, Fraction] = {"daily": Fraction(1), "weekly": Fraction(7),
+                                       "monthly": Fraction(1461, 48)}
+#: Fields added after plans were first hashed: left out of the canonical JSON (so of the plan
+#: hash and the release ids) while they hold their default, so an older plan hashes the same.
+_OMITTED_AT_DEFAULT: Mapping[str, Any] = {"cadence": "daily"}
 
 
 def _to_fraction(value: Any) -> Any:
@@ -154,34 +171,34 @@ class Cap(_Frozen):
             raise ValueError("epsilon must be > 0")
         if not Decimal(0) < self.delta < Decimal(1):
             raise ValueError("delta must be strictly between 0 and 1 (zCDP needs δ > 0)")
-        if self.cap_rho() <= 0:
+        if self.cap_rho(LOOSE) <= 0:
             raise ValueError("epsilon is too small for this delta: the ρ cap rounds to 0")
         return self
 
-    def cap_rho(self) -> Fraction:
+    def cap_rho(self, conversion: Conversion = TIGHT) -> Fraction:
         """The exact ρ-zCDP budget; (ε, δ) is converted conservatively (rounded down).
 
-        ρ-zCDP implies (ρ + 2·√(ρ·ln(1/δ)), δ)-DP (Bun & Steinke 2016, Prop. 1.3), so the
-        largest admissible ρ is (√(ln(1/δ) + ε) − √(ln(1/δ)))². It is computed with 60
-        significant digits and floored to a multiple of 10⁻¹²: never above the true bound.
+        ``conversion`` is ``"cks-2020"`` (the default: the tight Rényi-DP conversion of
+        Canonne, Kamath & Steinke 2020, as OpenDP's ``make_zCDP_to_approxDP``) or
+        ``"bun-steinke-2016"`` (ρ + 2·√(ρ·ln(1/δ)) = ε, the loose one used by datasets opened
+        before the tight one existed). Both are floored to a multiple of 10⁻¹², never above
+        the true bound (see :mod:`privacy.conversion`).
 
         >>> Cap(rho="1/100").cap_rho()
         Fraction(1, 100)
         >>> float(Cap(epsilon=8, delta="1e-7").cap_rho())
+        0.919228804127
+        >>> float(Cap(epsilon=8, delta="1e-7").cap_rho("bun-steinke-2016"))
         0.803323152561
         """
         if self.rho is not None:
             return self.rho
         assert self.epsilon is not None and self.delta is not None  # checked at construction
-        with localcontext() as ctx:
-            ctx.prec = 60
-            log_inv_delta = (Decimal(1) / self.delta).ln()
-            root = (log_inv_delta + self.epsilon).sqrt() - log_inv_delta.sqrt()
-            rho = root * root
-            scale = 10 ** _RHO_DIGITS
-            # The computed value is within 10⁻⁵⁰ of the true one; step back before flooring.
-            floored = int(((rho - Decimal("1e-50")) * scale).to_integral_value(rounding="ROUND_FLOOR"))
-        return Fraction(max(floored, 0), scale)
+        return cap_rho_for(self.epsilon, self.delta, conversion)
+
+    def loose_cap_rho(self) -> Fraction:
+        """The cap under the loose (Bun–Steinke 2016) conversion (ρ itself when declared so)."""
+        return self.cap_rho(LOOSE)
 
 
 class Bounds(_Frozen):
@@ -222,13 +239,17 @@ class Query(_Frozen):
     bounds: Bounds
     share: ExactFraction
     min_group_size_note: str = ""
+    cadence: Cadence = "daily"
 
     @model_validator(mode="after")
     def _check(self) -> Query:
         if not _SLUG.match(self.name):
             raise ValueError("name: must be a lowercase slug (a-z, 0-9, _), at most 63 chars")
-        if self.share <= 0 or self.share > 1:
-            raise ValueError("share: must be > 0 and ≤ 1 (a fraction of the per-run budget)")
+        if self.share <= 0 or self.share > PERIOD_DAYS[self.cadence]:
+            if self.cadence == "daily":
+                raise ValueError("share: must be > 0 and ≤ 1 (a fraction of the per-run budget)")
+            raise ValueError(f"share: must be > 0 and ≤ {PERIOD_DAYS[self.cadence]} for a "
+                             f"{self.cadence} query (days in its period)")
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("group_by: lists a column twice")
         for column in self.group_by:
@@ -312,7 +333,7 @@ class Plan(_Frozen):
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ValueError(f"releases[{index}].name: {name!r} is used twice")
-        total = sum((q.share for q in self.releases), Fraction(0))
+        total = sum((q.share / PERIOD_DAYS[q.cadence] for q in self.releases), Fraction(0))
         if total > 1:
             raise ValueError(f"releases: shares sum to {total} > 1, more than the per_run budget")
         return self
@@ -351,9 +372,21 @@ def query_cost(plan: Plan, query: Query) -> Fraction:
     return plan.per_run.cap_rho() * query.share
 
 
+def daily_spend(plan: Plan) -> Fraction:
+    """The plan's average ρ per day at its cadences: each query's cost over its period's days.
+
+    >>> daily_spend(load_plan()) == load_plan().per_run.cap_rho()
+    True
+    """
+    return sum((query_cost(plan, q) / PERIOD_DAYS[q.cadence] for q in plan.releases),
+               Fraction(0))
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return {k: _jsonable(v) for k, v in value.__dict__.items()}
+        return {k: _jsonable(v) for k, v in value.__dict__.items()
+                if not (isinstance(value, Query) and k in _OMITTED_AT_DEFAULT
+                        and v == _OMITTED_AT_DEFAULT[k])}
     if isinstance(value, Fraction):
         return f"{value.numerator}/{value.denominator}"
     if isinstance(value, Decimal):

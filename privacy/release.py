@@ -14,7 +14,12 @@ together. The order is the privacy argument:
    split the last of the budget into a patchwork of half-published runs.
 4. Then, query by query, the DP engine draws the noise, the files are rendered, their bytes
    are recorded and signed in the ledger, and only then copied to ``published/``.
-5. A crash after the admission leaves the budget spent. The next attempt of the run replays
+5. **Cadence.** Each charge states the period it covers (the run's logical day, ISO week or
+   month, by the query's cadence: :mod:`privacy.cadence`). With ``only_due=True`` (the
+   release DAG) a query whose period already holds a release is not due and is left out of
+   the run (``skipped`` in the summary); the accountant re-checks it in the admission's
+   transaction, so a weekly query is charged once a week however many daily runs happen.
+6. A crash after the admission leaves the budget spent. The next attempt of the run replays
    what was recorded, and admits the unfinished queries again under new ids (attempt + 1),
    charged again: noise is never drawn again for free.
 
@@ -31,7 +36,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -53,6 +58,7 @@ from privacy.accountant import (
     epsilon_equivalent,
     utc_now,
 )
+from privacy.cadence import period_of, stamp_period
 from privacy.ledger import LedgerEntry, fraction_text
 from privacy.plan import Plan, Query, canonical_query, plan_hash, query_cost
 from privacy.publish import CsvFormat, build_files, jsonable, published_table, write_files
@@ -151,6 +157,9 @@ class ReleaseSummary:
     cap_rho: str
     spent_rho: str
     remaining_rho: str
+    #: Queries left out because their period already holds a release (``only_due``), with
+    #: the period: ``{"volunteers_by_departement": "2026-W02"}``.
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def charged(self) -> int:
@@ -210,13 +219,37 @@ def _logical_moment(logical_date: datetime | date | None, clock: Clock) -> datet
     return datetime(logical_date.year, logical_date.month, logical_date.day, tzinfo=UTC)
 
 
+def due_queries(settings: Settings, plan: Plan, run_id: str, day: date,
+                queries: Sequence[str] | None = None) -> tuple[tuple[Query, ...], dict[str, str]]:
+    """The plan's queries (or those named) due on ``day`` for run ``run_id``, and those not
+    due with the period that already holds their release. An unlocked read: the accountant
+    re-checks inside the admission."""
+    from privacy.cadence import coverage, covered, period_of
+    from privacy.ledger import read_entries
+    from warehouse.db import ensure_schema, make_engine
+
+    db = make_engine(settings.warehouse_url)
+    ensure_schema(db)
+    with db.connect() as conn:
+        cover = coverage(read_entries(conn, plan.dataset_id))
+    due, skipped = [], {}
+    for query in select_queries(plan, queries):
+        period = period_of(query.cadence, day)
+        if covered(cover.get((query.name, period), ()), run_id):
+            skipped[query.name] = period
+        else:
+            due.append(query)
+    return tuple(due), skipped
+
+
 def run_release(settings: Settings, plan: Plan, run_id: str, *,
                 logical_date: datetime | date | None,
                 clock: Clock = utc_now,
                 dp_engine: DPEngine | None = None,
                 csv_format: CsvFormat = CsvFormat(),
                 on_release: Callable[[ReleasedQuery], None] | None = None,
-                queries: Sequence[str] | None = None) -> ReleaseSummary:
+                queries: Sequence[str] | None = None,
+                only_due: bool = False) -> ReleaseSummary:
     """Release ``plan`` (or only the queries named in ``queries``) as run ``run_id``; see the
     module docstring for the order.
 
@@ -224,6 +257,10 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     the ``created_at`` of the published files. Raises :class:`InsufficientBudget` (exit 3),
     with nothing charged and nothing published, when the run's unreleased queries cost more
     than what is left; :class:`RunSelectionError` (exit 2) for an unknown query name.
+
+    Every charge states the period (by the query's cadence) that holds ``logical_date``.
+    ``only_due``: release only the queries due on ``logical_date`` (:func:`due_queries`);
+    recorded releases of this run are still replayed. It needs a ``logical_date``.
     """
     from privacy.signing import load_signing_key, load_verify_key, retired_public_keys
     from warehouse.db import ensure_schema, make_engine
@@ -234,7 +271,10 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
         raise RunSelectionError(f"run id is {len(run_id)} characters long; at most "
                                 f"{RUN_ID_MAX} are stored")
     selected = select_queries(plan, queries)
-    dp = dp_engine or OpenDPEngine()
+    moment = _logical_moment(logical_date, clock)
+    day = moment.date()
+    if only_due and logical_date is None:
+        raise ValueError("only_due needs the run's logical date")
     settings.ensure_dirs()
     db = make_engine(settings.warehouse_url)
     ensure_schema(db)
@@ -244,10 +284,21 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     cap = BudgetCap.from_plan(plan.cap)
     accountant.open_budget(plan.dataset_id, cap)
     phash = plan_hash(plan)
-    created_at = _logical_moment(logical_date, clock).isoformat()
+    created_at = moment.isoformat()
+    dp = dp_engine or OpenDPEngine()
 
     attempts = [(q, accountant.next_attempt(plan.dataset_id, run_id, q.name, phash))
                 for q in selected]
+    skipped: dict[str, str] = {}
+    if only_due:
+        due, skipped = due_queries(settings, plan, run_id, day, [q.name for q in selected])
+        due_names = {q.name for q in due}
+        attempts = [(q, a) for q, a in attempts if a.status == "recorded" or q.name in due_names]
+        skipped = {name: period for name, period in skipped.items()
+                   if name not in {q.name for q, _ in attempts}}
+        if skipped:
+            log.info("not due on %s (their period holds a release): %s", day.isoformat(),
+                     ", ".join(f"{n} ({p})" for n, p in skipped.items()))
     new = [(q, a) for q, a in attempts if a.status == "new"]
     if new:  # refused here when it cannot fit now: no data read yet
         accountant.require(plan.dataset_id, sum((query_cost(plan, q) for q, _ in new),
@@ -263,9 +314,11 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
             log.info("warehouse snapshot %s taken", data.snapshot_hash[:12])
             admission = accountant.admit_run(RunRequest(plan.dataset_id, run_id, tuple(
                 ChargeRequest(dataset_id=plan.dataset_id, release_id=a.release_id,
-                              plan_hash=phash, query=canonical_query(q),
+                              plan_hash=phash,
+                              query=stamp_period(canonical_query(q), period_of(q.cadence, day)),
                               mechanism=dp.mechanism(q), cost=query_cost(plan, q),
-                              snapshot_hash=data.snapshot_hash) for q, a in new)))
+                              snapshot_hash=data.snapshot_hash) for q, a in new)),
+                only_due=only_due)
             if not admission.fresh:
                 raise ReleaseInProgress(
                     f"run {run_id!r} was admitted by another process that is still producing "
@@ -295,13 +348,13 @@ def run_release(settings: Settings, plan: Plan, run_id: str, *,
     assert state is not None  # opened above
     return ReleaseSummary(
         dataset_id=plan.dataset_id, run_id=run_id, plan_hash=phash,
-        queries=tuple(q.name for q in selected), logical_date=created_at,
+        queries=tuple(q.name for q, _ in attempts), logical_date=created_at,
         snapshot_hash=None if data is None else data.snapshot_hash,
         published_dir=str(settings.published), releases=tuple(done),
         charged_rho=fraction_text(sum((Fraction(r.cost_rho) for r in done
                                        if r.status == "charged"), Fraction(0))),
         cap_rho=fraction_text(state.cap.rho), spent_rho=fraction_text(state.spent),
-        remaining_rho=fraction_text(state.remaining))
+        remaining_rho=fraction_text(state.remaining), skipped=skipped)
 
 
 def _replay(accountant: Accountant, query: Query, release: str, lost: int,
@@ -357,6 +410,7 @@ def _metadata(plan: Plan, query: Query, entry: LedgerEntry, result: QueryResultL
         "epsilon_equivalent": None if cap.delta is None else
         f"{epsilon_equivalent(rho, cap.delta):.6g}",
         "budget_share": fraction_text(query.share),
+        "cadence": query.cadence, "period": json.loads(entry.query).get("period"),
         "bounds": {"max_groups": query.bounds.max_groups,
                    "max_rows_per_group": query.bounds.max_rows_per_group},
         "clipping": None if clip is None else list(clip),

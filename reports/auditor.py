@@ -17,7 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -28,12 +28,15 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from core.errors import KeyMaterialError
+from core.errors import KeyMaterialError, PlanError
 from core.settings import Settings
 from privacy.accountant import BudgetState, decimal_text, epsilon_equivalent, read_budgets
 from privacy.audit import AuditProblem, AuditReport, verify
+from privacy.cadence import forecast
+from privacy.conversion import CONVERSION_NAMES, conversion_of
 from privacy.identity_audit import IdentitySplit, read_identity_split
 from privacy.ledger import LedgerEntry, entry_message, fraction_text, read_entries
+from privacy.plan import Plan, load_plan
 from privacy.signing import VerifyKeyring, installed_verify_keys
 from reports.charts import cumulative_chart, gauge
 from reports.dp_audit import dp_audit_section, read_dp_audit
@@ -70,6 +73,7 @@ class AuditInputs:
     dp_audit: RecordedAudit | None = None  # the last `isoloir audit dp` record, if any
     dp_audit_error: str | None = None
     identity_split: IdentitySplit | None = None  # the last `isoloir audit identity`, if any
+    plan: Plan | None = None  # the plan whose cadences the forecast follows (None: unreadable)
 
 
 def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> AuditInputs:
@@ -104,13 +108,18 @@ def read_audit_inputs(settings: Settings, engine: Engine | None = None) -> Audit
         audit = verify(engine, key, settings.published)
     elif key is not None:
         error = f"no ledger in {settings.warehouse_url_safe} yet"
+    try:
+        plan: Plan | None = load_plan(settings.plan_file)
+    except PlanError:
+        plan = None
     dp_audit, dp_audit_error = read_dp_audit(settings.home)
     return AuditInputs(budgets=tuple(budgets), entries=tuple(entries),
                        master_key_ids=master, verify_key=key, verify_error=error,
                        audit=audit, data_docs=settings.reports / "data_docs" / "index.html",
                        warehouse=settings.warehouse_url_safe, erasure_months=erasures,
                        dp_audit=dp_audit, dp_audit_error=dp_audit_error,
-                       identity_split=read_identity_split(settings.home / "audit"))
+                       identity_split=read_identity_split(settings.home / "audit"),
+                       plan=plan)
 
 
 def _master_key_ids(engine: Engine) -> tuple[tuple[str, int], ...] | None:
@@ -202,7 +211,28 @@ def _problems(problems: Sequence[AuditProblem], tr: Translator) -> Markup:
                   tr.t("col_detail")], rows, numeric=(1,))
 
 
-def _budget_section(inputs: AuditInputs, tr: Translator) -> Markup:
+def _conversion(budget: BudgetState, tr: Translator) -> Markup:
+    code = conversion_of(budget.cap.rho, budget.cap.epsilon, budget.cap.delta)
+    return tag("span", tr.t("conversion", name=CONVERSION_NAMES[code]), class_="conversion",
+               data_conversion=code)
+
+
+def _forecast(budget: BudgetState, plan: Plan | None, tr: Translator, as_of: date) -> Markup:
+    """The day the cap runs out at the plan's cadences, for the plan's dataset."""
+    if plan is None or plan.dataset_id != budget.dataset_id:
+        return Markup("")
+    fc = forecast(plan, budget.remaining, as_of)
+    if fc.exhausted_on is None:
+        return Markup("")
+    cadences = ", ".join(f"{tr.t('cadence_' + c)}: {len(names)}"
+                         for c, names in fc.cadences.items())
+    return tag("p", tr.t("forecast", date=fc.exhausted_on, days=fc.days_left, as_of=fc.as_of,
+                         rho=_rho(tr, Fraction(fc.per_day_rho)), cadences=cadences),
+               class_="note forecast", data_dataset=budget.dataset_id,
+               data_exhausted_on=fc.exhausted_on)
+
+
+def _budget_section(inputs: AuditInputs, tr: Translator, as_of: date | None = None) -> Markup:
     head = tag("h2", tr.t("budgets_title"))
     if not inputs.budgets:
         return Markup(f'<section class="report-section" id="budgets">{head}'
@@ -213,6 +243,7 @@ def _budget_section(inputs: AuditInputs, tr: Translator) -> Markup:
         if b.cap.epsilon is not None and b.cap.delta is not None:
             cap = join([cap, BR, tr.t("declared_as", epsilon=b.cap.epsilon,
                                       delta=str(b.cap.delta).lower())])
+        cap = join([cap, BR, _conversion(b, tr)])
         spent = join([f"ρ ≈ {_rho(tr, b.spent)}", BR, _exact(b.spent), BR,
                       _epsilon(tr, b.spent, b.cap.delta)])
         remaining = join([f"ρ ≈ {_rho(tr, b.remaining)}", BR, _exact(b.remaining)])
@@ -225,8 +256,10 @@ def _budget_section(inputs: AuditInputs, tr: Translator) -> Markup:
                      tr.t("col_remaining"), tr.t("col_used"), tr.t("col_releases")], rows,
                     numeric=(5,))
     charts = [_consumption(b, inputs.entries, tr) for b in inputs.budgets]
+    forecasts = [] if as_of is None else [_forecast(b, inputs.plan, tr, as_of)
+                                          for b in inputs.budgets]
     return Markup(f'<section class="report-section" id="budgets">{head}{listing}'
-                  f"{join(charts)}</section>")
+                  f"{join(forecasts)}{join(charts)}</section>")
 
 
 def _consumption(budget: BudgetState, entries: Sequence[LedgerEntry], tr: Translator) -> Markup:
@@ -359,7 +392,8 @@ def render_auditor_report(inputs: AuditInputs, *, lang: str, generated_at: datet
                                         tr.t("warehouse", url=inputs.warehouse)]),
                        class_="meta"), Markup("</header>")])
     body = join([header, guarantee_section(inputs.budgets, inputs.identity_split, tr),
-                 _verify_section(inputs, tr), _budget_section(inputs, tr),
+                 _verify_section(inputs, tr),
+                 _budget_section(inputs, tr, generated_at.astimezone(UTC).date()),
                  _releases_section(inputs, tr), _data_docs_section(inputs, tr, out),
                  _keys_section(inputs, tr), erasure_section(inputs.erasure_months, tr),
                  dp_audit_section(inputs.dp_audit, inputs.dp_audit_error, tr)])

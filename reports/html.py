@@ -90,6 +90,13 @@ svg.chart { display: block; max-width: 100%; height: auto; margin: 10px 0; font-
   font-family: inherit; }
 svg.chart text { fill: var(--ink); }
 svg.chart text.tick, svg.chart text.note, svg.chart text.axis-label { fill: var(--muted); }
+svg.choropleth { display: block; max-width: 100%; height: auto; margin: 10px 0;
+  font-family: inherit; }
+svg.choropleth .dep:hover { stroke: #222; stroke-width: 1.2; }
+figure.map { margin: 0; }
+.badge.wow-up { background: #e6f2ea; color: #1d6b3a; }
+.badge.wow-down { background: #fbeaea; color: #9b2c2c; }
+.badge.wow-flat { background: #eee; color: #555; }
 svg.gauge { display: inline-block; vertical-align: middle; font-size: 12px; }
 table.data { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 0.9em; }
 table.data th, table.data td { border-bottom: 1px solid var(--line); padding: 4px 8px;

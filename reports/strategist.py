@@ -12,7 +12,12 @@ Layouts follow the groups a query publishes:
 * no group: one number, large;
 * one time column (week, month): a trend with its uncertainty band;
 * one other column: horizontal bars with error bars, and a table (départements sorted by
-  estimate, with their names);
+  estimate, with their names); a département table also gets a map of metropolitan France
+  (:mod:`reports.choropleth`: uncertain cells hatched, overseas départements as insets);
+* a weekly trend of counts or sums also gets its week-over-week changes: the difference of
+  consecutive published weeks, with the interval of that difference (the two weeks' noise
+  is independent, so the half-widths combine as √(h₁² + h₂²)) and a plain word: up, down,
+  or no measurable difference;
 * two columns: grouped bars for the first groups, and a cross table of all of them.
 """
 
@@ -29,6 +34,7 @@ from typing import Any, Literal
 from core.geography import Geography, load_geography
 from core.settings import Settings
 from reports.charts import Bar, BarGroup, Point, bar_chart, trend_chart
+from reports.choropleth import CREDIT_URL, MapCell, choropleth_svg
 from reports.html import Markup, esc, join, page, table, tag, write_html
 from reports.i18n import NBSP, Translator, translator
 from reports.published import PublishedRelease, latest_releases
@@ -231,7 +237,69 @@ def _trend(release: PublishedRelease, cells: list[Cell], tr: Translator, display
     listing = table([tr.column(column), tr.t("col_estimate"), tr.t("col_interval"),
                      tr.t("col_flag")], rows, numeric=(1, 2),
                     row_classes=["uncertain" if c.uncertain else "" for c in ordered])
-    return join([Markup(chart), _details(tr, len(rows), listing, open_=len(rows) <= 12)])
+    parts: list[object] = [Markup(chart)]
+    if column == "week" and release.measure in ("count", "sum"):
+        parts.append(_week_over_week(ordered, tr, display, geo))
+    parts.append(_details(tr, len(rows), listing, open_=len(rows) <= 12))
+    return join(parts)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The difference of two consecutive published weeks, with its 95 % half-width."""
+
+    before: Cell
+    after: Cell
+    difference: float
+    halfwidth: float
+
+    @property
+    def reading(self) -> Literal["up", "down", "flat"]:
+        if self.difference - self.halfwidth > 0:
+            return "up"
+        if self.difference + self.halfwidth < 0:
+            return "down"
+        return "flat"
+
+
+def week_over_week(cells: Sequence[Cell]) -> list[Change]:
+    """Consecutive weeks' differences (post-processing of published values only).
+
+    Each week's count carries its own, independent Gaussian noise, so the difference's
+    95 % half-width is √(h₁² + h₂²) of the two published half-widths.
+
+    >>> a = Cell(("2026-W01",), 100.0, 60.0, 140.0, 40.0)
+    >>> b = Cell(("2026-W02",), 200.0, 170.0, 230.0, 30.0)
+    >>> (c,) = week_over_week([a, b]); (c.difference, c.halfwidth, c.reading)
+    (100.0, 50.0, 'up')
+    """
+    ordered = [c for c in cells if c.estimate is not None and c.halfwidth is not None]
+    changes = []
+    for before, after in zip(ordered, ordered[1:], strict=False):
+        assert before.estimate is not None and after.estimate is not None
+        assert before.halfwidth is not None and after.halfwidth is not None
+        changes.append(Change(before, after, after.estimate - before.estimate,
+                              math.hypot(before.halfwidth, after.halfwidth)))
+    return changes
+
+
+def _week_over_week(cells: Sequence[Cell], tr: Translator, display: Display,
+                    geo: Geography) -> Markup:
+    changes = week_over_week(cells)
+    if not changes:
+        return Markup("")
+    words = {"up": tr.t("wow_up"), "down": tr.t("wow_down"), "flat": tr.t("wow_flat")}
+    rows = []
+    for c in changes:
+        sign = "+" if c.difference > 0 else ""
+        rows.append([f"{group_label('week', c.before.keys[0], tr, geo, short=True)} → "
+                     f"{group_label('week', c.after.keys[0], tr, geo, short=True)}",
+                     f"{sign}{display.pm(tr, c.difference, c.halfwidth)}",
+                     tag("span", words[c.reading], class_=f"badge wow-{c.reading}")])
+    listing = table([tr.t("wow_col_weeks"), tr.t("wow_col_change"), tr.t("wow_col_reading")],
+                    rows, numeric=(1,), row_classes=[f"wow {c.reading}" for c in changes])
+    return join([Markup('<div class="wow-block">'), tag("h3", tr.t("wow_title")), listing,
+                 tag("p", tr.t("wow_note"), class_="note"), Markup("</div>")])
 
 
 def _ranking(release: PublishedRelease, cells: list[Cell], tr: Translator, display: Display,
@@ -241,10 +309,12 @@ def _ranking(release: PublishedRelease, cells: list[Cell], tr: Translator, displ
     ordered = sorted(cells, key=_by_estimate if by_estimate else
                      (lambda c: _natural_key(c.keys[0])))
     shown = ordered[:CHART_TOP] if len(ordered) > CHART_MAX_BARS else ordered
+    figure = _map(release, cells, tr, display, geo, title) if column == "departement" else None
     chart = bar_chart([BarGroup(group_label(column, c.keys[0], tr, geo),
                                 (c.bar(display, tr),)) for c in shown],
                       title=title, fmt=_tick_format(display, tr))
-    parts: list[object] = [Markup(chart)]
+    parts: list[object] = [] if figure is None else [figure]
+    parts.append(Markup(chart))
     if len(shown) < len(ordered):
         parts.append(tag("p", tr.t("chart_top", count=len(shown), total=len(ordered)),
                          class_="note"))
@@ -262,6 +332,24 @@ def _ranking(release: PublishedRelease, cells: list[Cell], tr: Translator, displ
     classes = ["uncertain" if c.uncertain else "" for c in ordered]
     parts.append(table(headers, rows, numeric=numeric, row_classes=classes))
     return join(parts)
+
+
+def _map(release: PublishedRelease, cells: list[Cell], tr: Translator, display: Display,
+         geo: Geography, title: str) -> Markup:
+    """The choropleth of a one-column département table (published values only)."""
+    values = {str(c.keys[0]): MapCell(
+        None if c.estimate is None else c.estimate * display.scale,
+        group_label("departement", c.keys[0], tr, geo),
+        display.pm(tr, c.estimate, c.halfwidth), c.uncertain) for c in cells}
+    names = {code: f"{code} {name}" for code, name in geo.departements.items()}
+    svg = choropleth_svg(values, title=tr.t("map_title", title=title),
+                         legend_uncertain=tr.t("uncertain"), legend_blank=tr.t("map_blank"),
+                         fmt=lambda v: Display(display.kind, display.decimals, 1.0).value(tr, v),
+                         map_id=f"map-{release.query_name}",
+                         names=names)
+    return join([Markup(f'<figure class="map" data-query="{esc(release.query_name)}">'),
+                 Markup(svg), tag("figcaption", tr.t("map_note"), class_="note"),
+                 Markup("</figure>")])
 
 
 def _matrix(release: PublishedRelease, cells: list[Cell], tr: Translator, display: Display,
@@ -408,7 +496,9 @@ def _footer(releases: Sequence[PublishedRelease], tr: Translator) -> Markup:
     listing = table([tr.t("col_release"), tr.t("col_date"), tr.t("col_plan"),
                      tr.t("col_ledger"), tr.t("col_cost")], rows)
     return join([Markup('<footer class="page" id="provenance">'), tag("h2", tr.t("footer_title")),
-                 listing, tag("p", tr.t("footer_note"), class_="note"), Markup("</footer>")])
+                 listing, tag("p", tr.t("footer_note"), class_="note"),
+                 tag("p", f"{tr.t('map_credit')} ({CREDIT_URL})", class_="note credit"),
+                 Markup("</footer>")])
 
 
 def _explainer(tr: Translator) -> Markup:

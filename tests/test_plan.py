@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from decimal import Decimal
 from fractions import Fraction
@@ -16,13 +17,14 @@ from core.errors import PlanError
 from core.geography import load_geography
 from core.vocabulary import CAP_PER_CANDIDATE_CENTS
 from privacy.plan import (
+    PERIOD_DAYS,
     Cap,
     canonical_query,
+    daily_spend,
     load_plan,
     parse_plan,
     plan_hash,
     public_keys,
-    query_cost,
 )
 
 DEFAULT = Path(__file__).resolve().parents[1] / "privacy" / "plans" / "default.yaml"
@@ -42,8 +44,9 @@ def test_default_plan_loads_and_spends_exactly_its_per_run_budget() -> None:
     plan = load_plan()
     assert plan.dataset_id == "campaign"
     assert plan.cap.epsilon == Decimal(8) and plan.cap.delta == Decimal("1e-7")
-    total = sum((query_cost(plan, q) for q in plan.releases), Fraction(0))
-    assert total == plan.per_run.cap_rho() == Fraction(1, 250)
+    # At the plan's cadences, a day costs per_run on average (weekly queries take 7 shares).
+    assert daily_spend(plan) == plan.per_run.cap_rho() == Fraction(1, 250)
+    assert any(q.cadence == "weekly" for q in plan.releases)
     # The stated cadence holds: daily for six months fits under the lifetime cap.
     assert plan.cap.cap_rho() / plan.per_run.cap_rho() >= 180
     assert "180" in plan.cadence
@@ -139,7 +142,39 @@ def test_shares_exceeding_the_per_run_budget_are_refused_at_load() -> None:
 def test_shares_exactly_filling_the_budget_are_accepted() -> None:
     doc = _document()
     doc["releases"][0]["share"] = "1/24"  # now 23/24
-    assert sum(q.share for q in parse_plan(doc).releases) == Fraction(23, 24)
+    assert sum(q.share / PERIOD_DAYS[q.cadence]
+               for q in parse_plan(doc).releases) == Fraction(23, 24)
+
+
+def test_cadence_defaults_to_daily_and_lets_weekly_and_monthly_queries_take_more_shares() -> None:
+    doc = _document()
+    doc["releases"][0].pop("cadence", None)
+    doc["releases"][0]["share"] = "1/24"
+    plan = parse_plan(doc)
+    assert plan.releases[0].cadence == "daily"
+    # A daily query's cadence stays out of the canonical JSON: older plans keep their hash.
+    assert "cadence" not in canonical_query(plan.releases[0])
+    weekly = next(q for q in plan.releases if q.cadence == "weekly")
+    assert json.loads(canonical_query(weekly))["cadence"] == "weekly"
+    # Monthly: up to 1461/48 shares (days in an average month); 1/24 a day is 1461/1152.
+    doc["releases"][0] |= {"cadence": "monthly", "share": "1461/1152"}
+    assert daily_spend(parse_plan(doc)) == Fraction(23, 24) * Fraction(1, 250)
+
+
+@pytest.mark.parametrize(("cadence", "share", "message"), [
+    ("hourly", "1/24", "releases[0].cadence: Input should be 'daily', 'weekly' or 'monthly'"),
+    ("weekly", "8", "releases[0].share: must be > 0 and ≤ 7 for a weekly query"),
+    ("daily", "2", "releases[0].share: must be > 0 and ≤ 1"),
+    ("weekly", "14/24", "releases: shares sum to 25/24 > 1"),  # 2/24 a day instead of 1/24
+])
+def test_cadences_and_their_shares_are_checked(cadence: str, share: str, message: str) -> None:
+    doc = _document()
+    index = next(i for i, q in enumerate(doc["releases"])
+                 if q["name"] == "volunteers_by_departement")
+    doc["releases"][index] |= {"cadence": cadence, "share": share}
+    if index:
+        doc["releases"].insert(0, doc["releases"].pop(index))
+    assert message in _refused(doc)
 
 
 def test_load_plan_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
@@ -154,10 +189,12 @@ def test_load_plan_reports_unreadable_and_malformed_files(tmp_path: Path) -> Non
         load_plan(bad)
 
 
-def test_cap_rho_from_epsilon_delta_is_rounded_down_and_implies_the_declared_guarantee() -> None:
+def test_loose_cap_rho_from_epsilon_delta_is_rounded_down_and_implies_the_declared_guarantee(
+        ) -> None:
     for eps, delta in [(8, "1e-7"), (1, "1e-6"), ("0.5", "1e-9"), (20, "1e-5")]:
         cap = Cap(epsilon=eps, delta=delta)
-        rho = cap.cap_rho()
+        rho = cap.cap_rho("bun-steinke-2016")
+        assert cap.loose_cap_rho() == rho
         # ρ-zCDP ⇒ (ρ + 2√(ρ ln 1/δ), δ)-DP: the converted ρ must not exceed the declared ε...
         log_inv = math.log(1 / float(delta))
         assert float(rho) + 2 * math.sqrt(float(rho) * log_inv) <= float(eps)

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from core.settings import Settings, load_settings
-from privacy.plan import Plan
+from privacy.cadence import forecast
+from privacy.plan import Plan, load_plan
 from privacy.signing import create_signing_key
 from reports.auditor import write_auditor_report
 from reports.strategist import write_strategist_report
@@ -187,7 +188,7 @@ def test_strategist_report_renders_offline_without_errors(browser: Any,
     assert [s["name"] for s in sections] == [q.name for q in demo_plan().releases]
     for part in sections:
         assert part["width"] > 0 and part["height"] > 0, f"section {part['name']}"
-        assert part["charts"] == 1, part["name"]
+        assert part["charts"] == 1, part["name"]  # one chart (and maybe a map: below)
         assert part["chart_width"] > 300 and part["chart_height"] > 40, part["name"]
         assert part["marks"] and min(part["marks"]) > 0, f"empty chart in {part['name']}"
     assert_rendered(browser.find_element(By.CSS_SELECTOR, "polygon.band"), "uncertainty band")
@@ -197,6 +198,63 @@ def test_strategist_report_renders_offline_without_errors(browser: Any,
     assert_rendered(browser.find_element(By.CSS_SELECTOR, "footer#provenance"), "footer")
     shot = capture(browser, reports.artifacts / "strategist_report.png")
     assert shot.stat().st_size > 10_000
+
+
+#: Every shape of each département map, as laid out: code, state, fill, size.
+MAP_SHAPES = """
+return Array.from(document.querySelectorAll("svg.choropleth")).map(svg => ({
+  query: svg.closest("section").dataset.query,
+  width: svg.getBoundingClientRect().width,
+  shapes: Array.from(svg.querySelectorAll(".dep")).map(e => {
+    const box = e.getBoundingClientRect();
+    return {code: e.dataset.dep, state: e.dataset.state, tag: e.tagName,
+            fill: getComputedStyle(e).fill, width: box.width, height: box.height};
+  }),
+  insets: Array.from(svg.querySelectorAll("g.overseas text")).map(t => t.textContent),
+}));
+"""
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("fr", {"hausse", "baisse", "pas de différence mesurable"}),
+    ("en", {"increase", "decrease", "no measurable difference"})])
+def test_departement_map_and_week_over_week_render(browser: Any, reports: ReportFiles,
+                                                   lang: str, words: set[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    seen = visit(browser, reports.strategist if lang == "fr" else reports.strategist_en)
+    assert seen.console_errors == [] and seen.external_requests == []
+    maps = browser.execute_script(MAP_SHAPES)
+    assert [m["query"] for m in maps] == ["supporters_by_departement"]
+    (drawn,) = maps
+    assert drawn["width"] > 300
+    shapes = drawn["shapes"]
+    metro = [s for s in shapes if s["tag"] == "path"]
+    overseas = [s for s in shapes if s["tag"] == "rect"]
+    assert len(metro) == 96 and {"2A", "2B", "75", "13"} <= {s["code"] for s in metro}
+    assert [s["code"] for s in overseas] == ["971", "972", "973", "974", "976"]
+    assert [t.split(" ")[0] for t in drawn["insets"]] == ["971", "972", "973", "974", "976"]
+    assert all(s["width"] > 0 and s["height"] > 0 for s in shapes)
+    # Uncertain cells are hatched (the pattern), never a colour of the scale, and they are
+    # exactly the rows the table flags.
+    hatched = {s["code"] for s in shapes if s["state"] == "uncertain"}
+    assert hatched and all("hatch" in s["fill"] for s in shapes if s["state"] == "uncertain")
+    assert all(s["fill"].startswith("rgb(") for s in shapes if s["state"].startswith("c"))
+    section = browser.find_element(By.CSS_SELECTOR,
+                                   'section[data-query="supporters_by_departement"]')
+    flagged = {row.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text.split(" ")[0]
+               for row in section.find_elements(By.CSS_SELECTOR, "table tr.uncertain")}
+    assert hatched == flagged
+    # Week-over-week: one row per pair of consecutive published weeks, with a plain word.
+    weekly = browser.find_element(By.CSS_SELECTOR, 'section[data-query="contacts_by_week"]')
+    rows = weekly.find_elements(By.CSS_SELECTOR, ".wow-block tbody tr")
+    weeks = weekly.find_elements(By.CSS_SELECTOR, "details tbody tr")
+    assert len(rows) == len(weeks) - 1 > 0
+    readings = {r.find_element(By.CSS_SELECTOR, ".badge").text for r in rows}
+    assert readings and readings <= words
+    assert_rendered(weekly.find_element(By.CSS_SELECTOR, ".wow-block table"), "week-over-week")
+    credit = browser.find_element(By.CSS_SELECTOR, "footer .credit").text
+    assert "Victor Cazanave" in credit and "CC BY 4.0" in credit
 
 
 def test_english_strategist_report_renders(browser: Any, reports: ReportFiles) -> None:
@@ -225,6 +283,16 @@ def test_auditor_report_renders_offline_without_errors(browser: Any,
     budgets = browser.find_element(By.ID, "budgets")
     for chart in budgets.find_elements(By.CSS_SELECTOR, "svg.cumulative-chart, svg.gauge"):
         assert_rendered(chart, "budget chart")
+    # The conversion used for the dataset's cap, and the forecast of its end.
+    conversion = budgets.find_element(By.CSS_SELECTOR, ".conversion")
+    assert conversion.get_attribute("data-conversion") == "cks-2020"
+    assert "Canonne–Kamath–Steinke 2020" in conversion.text
+    forecast_note = budgets.find_element(By.CSS_SELECTOR, "p.forecast")
+    assert_rendered(forecast_note, "forecast")
+    (state,) = read_budgets_of(reports.settings)
+    expected = forecast(load_plan(), state.remaining, GENERATED.date())
+    assert forecast_note.get_attribute("data-exhausted-on") == expected.exhausted_on
+    assert expected.exhausted_on is not None and expected.exhausted_on in forecast_note.text
     steps = budgets.find_element(By.CSS_SELECTOR, "svg.cumulative-chart path.steps")
     assert _size(steps)[0] > 100  # the staircase spans the chart
     rows = browser.find_elements(By.CSS_SELECTOR, "#releases tbody tr")
@@ -235,13 +303,19 @@ def test_auditor_report_renders_offline_without_errors(browser: Any,
     assert (reports.artifacts / "audit_report.png").stat().st_size > 10_000
 
 
+def read_budgets_of(settings: Settings) -> list[Any]:
+    from privacy.accountant import read_budgets
+    from warehouse.db import make_engine
+
+    with make_engine(settings.warehouse_url).connect() as conn:
+        return read_budgets(conn)
+
+
 # --------------------------------------------------------------------------- README images
 
 def make_screenshots(target: Path) -> list[Path]:
-    """The README's screenshots: the first screen of each report and one weekly trend, on
-    the default plan."""
-    from privacy.plan import load_plan
-
+    """The README's screenshots: the first screen of each report, one weekly trend, a
+    département map, week-over-week changes and the audit's budgets, on the default plan."""
     with tempfile.TemporaryDirectory(prefix="isoloir-shots-") as folder:
         files = build_reports(Path(folder) / "home", load_plan(), runs=3)
         driver = start_browser(Path(folder) / "profile", width=1000, height=1250)
@@ -261,6 +335,22 @@ def make_screenshots(target: Path) -> list[Path]:
                     driver.execute_script("arguments[0].scrollIntoView()", trend)
                     assert trend.screenshot(str(target / "strategist_trend.png"))
                     made.append(target / "strategist_trend.png")
+                    for selector, shot in (
+                            ('section[data-query="volunteers_by_departement"] figure.map',
+                             "strategist_map.png"),
+                            ('section[data-query="contacts_by_week"] .wow-block',
+                             "strategist_week_over_week.png")):
+                        element = driver.find_element(By.CSS_SELECTOR, selector)
+                        driver.execute_script("arguments[0].scrollIntoView()", element)
+                        assert element.screenshot(str(target / shot))
+                        made.append(target / shot)
+                if name == "audit_report.png":  # the budgets: conversion and forecast
+                    from selenium.webdriver.common.by import By
+
+                    budgets = driver.find_element(By.ID, "budgets")
+                    driver.execute_script("arguments[0].scrollIntoView()", budgets)
+                    assert budgets.screenshot(str(target / "audit_budget.png"))
+                    made.append(target / "audit_budget.png")
         finally:
             driver.quit()
     return made
