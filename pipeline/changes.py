@@ -98,11 +98,12 @@ def objected_rows(conn: Connection, staged: pl.LazyFrame, columns: list[str]) ->
     so the list is read again inside the load's transaction.
     """
     ids = [c for c in columns if c.split("__k")[0] in ID_COLUMNS]
-    frame = staged.with_row_index("row").filter(~pl.col(WITHDRAWN)).select("row", *ids).collect()
-    values = pl.concat([frame.get_column(c) for c in ids]).drop_nulls().unique()
-    listed = store.lookup(conn, objections, "pseudonym", [], values).get_column("pseudonym")
+    # The list is small next to a file (the identifiers of people who left): read it whole
+    # rather than sending every pseudonym of the file to the database.
+    listed = pl.Series("pseudonym", sorted(store.objection_pseudonyms(conn)), dtype=pl.String)
     if listed.is_empty():
         return pl.Series("row", [], dtype=pl.UInt32)
+    frame = staged.with_row_index("row").filter(~pl.col(WITHDRAWN)).select("row", *ids).collect()
     hit = pl.any_horizontal([pl.col(c).is_in(listed.implode()).fill_null(False) for c in ids])
     return frame.filter(hit).get_column("row")
 
