@@ -21,7 +21,8 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-LANDING_SUFFIXES = (".csv", ".tsv", ".txt")
+#: Text exports and Excel workbooks (``transforms.exports.EXPORT_SUFFIXES``).
+LANDING_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")
 QUARANTINED = "quarantined"
 VALID = "valid"
 
@@ -62,38 +63,49 @@ def list_landing_files(settings: Settings, *, min_age_seconds: float = 0.0,
 
 
 def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") -> dict[str, Any]:
-    """Run the raw suite; a failing file is moved to quarantine/ with a report (a branch, not a crash)."""
+    """Run the raw suite; a failing file is moved to quarantine/ with a report (a branch, not a crash).
+
+    The result names the file, its profile and how it was detected (``profile_detection``:
+    column names only) and, in ``label``, ``file · profile`` for the task instance's name.
+    """
     from expectations.validate import quarantine_file, validate_raw
-    from transforms.read import detect_profile, plan_read, read_chunk, sha256_file, sniff_dialect
+    from pipeline.ingest import workbook_dir
+    from transforms.exports import open_export
+    from transforms.read import read_chunk, sha256_file
 
     file = Path(path)
     sha = sha256_file(file)
     if _already_loaded(settings, sha):
         return {"file": file.name, "path": path, "status": "already_loaded", "sha256": sha}
     try:
-        profile = detect_profile(file, source)
-        dialect = sniff_dialect(file, profile)
-        plan = plan_read(file, profile, dialect, settings.chunk_rows, validate=True)
-        header = list(plan.report.header)  # aliases resolved to the profile's names
-        warnings: list[str] = []
-        chunks = (read_chunk(plan, k) for k in range(plan.chunks))
-        for batch in _validation_batches(chunks):
-            outcome = validate_raw(batch, header, profile, file.name, settings,
-                                   reading=plan.report)
-            warnings.extend(r.rule for r in outcome.warnings())
-            if not outcome.success:
-                report = quarantine_file(file, outcome, settings)
-                log.error("quarantined %s: %s", file.name, outcome.first_failure_message())
-                return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
-                        "rule": outcome.first_failure_message(), "quarantine": str(report)}
+        with open_export(file, source, work_dir=workbook_dir(settings)) as opened:
+            profile = opened.profile
+            plan = opened.plan(settings.chunk_rows, validate=True)
+            log.info("%s: profile %s", file.name, opened.detection.describe())
+            header = list(plan.report.header)  # aliases resolved to the profile's names
+            warnings: list[str] = []
+            chunks = (read_chunk(plan, k) for k in range(plan.chunks))
+            for batch in _validation_batches(chunks):
+                outcome = validate_raw(batch, header, profile, file.name, settings,
+                                       reading=plan.report)
+                warnings.extend(r.rule for r in outcome.warnings())
+                if not outcome.success:
+                    break
+        if not outcome.success:
+            report = quarantine_file(file, outcome, settings)
+            log.error("quarantined %s: %s", file.name, outcome.first_failure_message())
+            return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
+                    "source": profile.name, "label": opened.label,
+                    "rule": outcome.first_failure_message(), "quarantine": str(report)}
     except InputFileError as err:
         report = _quarantine_input_error(file, err, settings)
         log.error("quarantined %s: %s", file.name, err)
         return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
                 "rule": str(err), "quarantine": str(report)}
     return {"file": file.name, "path": path, "status": VALID, "sha256": sha,
-            "source": profile.name, "warnings": sorted(set(warnings)),
-            "dialect": plan.report.dialect.to_dict()}
+            "source": profile.name, "label": opened.label, "warnings": sorted(set(warnings)),
+            "dialect": plan.report.dialect.to_dict(),
+            "profile_detection": opened.detection.to_dict()}
 
 
 #: Rows validated together: whole files up to this size, so file-wide rules (unique source

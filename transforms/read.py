@@ -111,6 +111,10 @@ class FileDialect:
     decimal: str
     has_bom: bool
     line_ending: str = field(default="LF", compare=False)
+    #: ``text``, or ``xlsx`` for a workbook sheet converted to CSV (``transforms.workbook``).
+    container: str = field(default="text", compare=False)
+    #: The sheet read, for a workbook.
+    sheet: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.delimiter not in CANDIDATE_DELIMITERS:
@@ -138,11 +142,17 @@ class FileDialect:
 
     def to_dict(self) -> dict[str, object]:
         """What a report shows: encoding, delimiter, decimal mark, BOM, line ending."""
-        return {"encoding": self.codec, "delimiter": _show(self.delimiter),
-                "decimal": self.decimal, "bom": self.has_bom, "line_ending": self.line_ending}
+        shown: dict[str, object] = {
+            "encoding": self.codec, "delimiter": _show(self.delimiter), "decimal": self.decimal,
+            "bom": self.has_bom, "line_ending": self.line_ending}
+        if self.container != "text":
+            shown.update({"format": self.container, "sheet": self.sheet})
+        return shown
 
     def describe(self) -> str:
         """One line for a log: ``utf-8 with BOM, ',' delimited, '.' decimals, LF``."""
+        if self.container != "text":
+            return f"{self.container} workbook, sheet {self.sheet!r}"
         return (f"{self.codec}{' with BOM' if self.has_bom else ''}, {_show(self.delimiter)} "
                 f"delimited, {self.decimal!r} decimals, {self.line_ending}")
 
@@ -408,24 +418,68 @@ def match_columns(path: Path, dialect: FileDialect, profile: SourceProfile) -> H
 # --------------------------------------------------------------------------- profiles
 
 
+@dataclass(frozen=True)
+class Detection:
+    """Which profile reads a file, and why (names of columns only, never a value).
+
+    ``decided_by``: the chosen profile's required columns, all found in the header;
+    ``also_matching``: other profiles whose required columns are all there too, beaten
+    because the chosen one requires more of the header's columns (or, on a tie, by the file
+    name); ``by_file_name``: the file name broke a tie; ``requested``: the profile was named
+    (``--source``), not detected.
+    """
+
+    profile: SourceProfile
+    decided_by: tuple[str, ...] = ()
+    also_matching: tuple[str, ...] = ()
+    by_file_name: bool = False
+    requested: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"profile": self.profile.name, "requested": self.requested,
+                "decided_by": list(self.decided_by), "also_matching": list(self.also_matching),
+                "by_file_name": self.by_file_name}
+
+    def describe(self) -> str:
+        """One line for a log: ``van_contacts (named)`` or ``donations, from its columns …``."""
+        if self.requested:
+            return f"{self.profile.name} (named)"
+        text = f"{self.profile.name}, detected from columns {', '.join(self.decided_by)}"
+        if self.also_matching:
+            text += f" (over {', '.join(self.also_matching)}"
+            text += ", by file name)" if self.by_file_name else ", which require fewer)"
+        return text
+
+
 def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
     """The profile of ``path``: a built-in name, a YAML profile path, or ``auto``.
 
     ``auto`` matches the header (split on each candidate delimiter, names matched as
     :mod:`transforms.headers` does) against every built-in profile's required columns; when
     several match, the one requiring the most columns wins, then the file name hints.
+    :func:`detect_source` says which columns decided.
     """
-    if requested != "auto":
-        if requested in BUILTIN_PROFILES:
-            return BUILTIN_PROFILES[requested]
-        from transforms.profiles_yaml import ProfileError, load_profile
+    return detect_source(path, requested).profile
 
-        candidate = Path(requested)
-        if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_file():
-            return load_profile(candidate)
-        known = ", ".join(sorted(BUILTIN_PROFILES))
-        raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
-                           "or the path of a YAML profile")
+
+def named_profile(requested: str) -> SourceProfile:
+    """A built-in profile by name, or a YAML profile by path (no file is read)."""
+    if requested in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[requested]
+    from transforms.profiles_yaml import ProfileError, load_profile
+
+    candidate = Path(requested)
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_file():
+        return load_profile(candidate)
+    known = ", ".join(sorted(BUILTIN_PROFILES))
+    raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
+                       "or the path of a YAML profile")
+
+
+def detect_source(path: Path, requested: str = "auto") -> Detection:
+    """:func:`detect_profile`, with the columns that decided (see :class:`Detection`)."""
+    if requested != "auto":
+        return Detection(named_profile(requested), requested=True)
     dialect = sniff_dialect(path, None)
     splits = [header_columns(path, replace(dialect, delimiter=d)) for d in CANDIDATE_DELIMITERS]
     hinted = guess_profile_from_name(path)
@@ -436,12 +490,16 @@ def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
                      key=len)
         scored.append((len(absent), -len(required), profile is not hinted, profile.name, absent))
     scored.sort()
-    n_absent, _, _, best_name, absent = scored[0]
+    n_absent, width, unhinted, best_name, absent = scored[0]
     if n_absent:
         raise InputFileError(path.name, "missing_column", "the header matches no source profile; "
                              f"closest is {best_name}, which needs {', '.join(absent)}",
                              row=1, column=absent[0])
-    return BUILTIN_PROFILES[best_name]
+    others = [s for s in scored[1:] if s[0] == 0]
+    best = BUILTIN_PROFILES[best_name]
+    tie = any(s[1] == width for s in others)
+    return Detection(best, decided_by=required_columns(best),
+                     also_matching=tuple(s[3] for s in others), by_file_name=tie and not unhinted)
 
 
 # --------------------------------------------------------------------------- structure scan
@@ -811,15 +869,21 @@ class ReadReport:
     ignored: tuple[str, ...]
     dates: Mapping[str, DateColumn]
     field_orders: Mapping[str, Order] = field(default_factory=dict)  # internal field -> order
+    #: How the profile was chosen (:meth:`Detection.to_dict`), when the reader was told.
+    detection: Mapping[str, object] | None = None
 
     def assumed_date_orders(self) -> dict[str, str]:
         """Raw date columns whose order no value decided -> the order assumed."""
         return {c: ORDER_LABELS[d.order] for c, d in self.dates.items() if d.assumed}
 
     def to_dict(self) -> dict[str, object]:
-        return {"dialect": self.dialect.to_dict(), "columns_aliased": dict(self.aliases),
-                "columns_ignored": list(self.ignored),
-                "date_orders": {c: d.to_dict() for c, d in self.dates.items()}}
+        shown: dict[str, object] = {
+            "dialect": self.dialect.to_dict(), "columns_aliased": dict(self.aliases),
+            "columns_ignored": list(self.ignored),
+            "date_orders": {c: d.to_dict() for c, d in self.dates.items()}}
+        if self.detection is not None:
+            shown["profile_detection"] = dict(self.detection)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -901,6 +965,11 @@ def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = 
     return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
                     names=tuple(names), include=tuple(include), mapping=mapping,
                     present=present, scan=scan, bounds=bounds, attrs=attrs, report=report)
+
+
+def remember_report(path: Path, report: ReadReport) -> None:
+    """Keep ``report`` as the last read report of ``path`` (a workbook: its sheet's report)."""
+    _remember(path, report)
 
 
 def _remember(path: Path, report: ReadReport) -> None:

@@ -86,6 +86,8 @@ class SourceProfile:
     column_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Normalized fields that identify one event (contacts, donations); () = the kind's default.
     event_key: tuple[str, ...] = ()
+    #: The sheet of an ``.xlsx`` workbook to read (``None``: the first sheet).
+    sheet: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.event_key) - EVENT_KEY_FIELDS[self.kind])
