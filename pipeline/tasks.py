@@ -242,21 +242,44 @@ def remove_raw_file(loaded: Mapping[str, Any], settings: Settings) -> dict[str, 
     return dict(loaded) | {"raw": "deleted"}
 
 
-def summarize_ingest(results: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
-    """Counts for the run summary (files loaded, rows, persons); no values.
+def summarize_ingest(results: Iterable[Mapping[str, Any]] | None,
+                     checked: Iterable[Any] = ()) -> dict[str, Any]:
+    """Counts for the run summary (files loaded, quarantined, rows, persons); no values.
 
     ``None`` is what Airflow hands over when landing/ was empty (nothing was mapped).
+    ``checked`` holds the per-file outputs of the validation tasks (each a dict, a list of
+    dicts, or ``None``): a file any of them quarantined counts as quarantined, and the
+    summary then says ``"<q> of <n> files quarantined: see quarantine/"`` (file names and
+    counts only).
     """
     rows = [r for r in (results or []) if r]
-    summary = {
+    seen: dict[str, str] = {}  # file name -> its worst validation status
+    for outputs in checked:
+        items = [outputs] if isinstance(outputs, Mapping) else list(outputs or [])
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            name = str(item.get("file") or item.get("file_name") or "")
+            if item.get("status") == QUARANTINED or name not in seen:
+                seen[name] = str(item.get("status"))
+    quarantined = sorted(n for n, status in seen.items() if status == QUARANTINED)
+    summary: dict[str, Any] = {
+        "files_total": len(seen) or len(rows),
         "files_loaded": sum(1 for r in rows if r.get("status") == "loaded"),
         "files_already_loaded": sum(1 for r in rows if r.get("status") == "already_loaded"),
+        "files_quarantined": len(quarantined),
+        "quarantined": quarantined,
         "rows_loaded": sum(int(r.get("rows_loaded", 0)) for r in rows),
         "rows_excluded": sum(int(r.get("rows_excluded", 0)) for r in rows),
         "persons_new": sum(int(r.get("persons_new", 0)) for r in rows),
         "persons_merged": sum(int(r.get("persons_merged", 0)) for r in rows),
         "files": [r.get("file_name") for r in rows],
     }
+    if quarantined:
+        summary["quarantine_message"] = (f"{len(quarantined)} of {summary['files_total']} "
+                                         f"file{'s' if summary['files_total'] > 1 else ''} "
+                                         "quarantined: see quarantine/")
+        log.warning("%s (%s)", summary["quarantine_message"], ", ".join(quarantined))
     log.info("ingest summary: %s", summary)
     return summary
 
