@@ -26,8 +26,8 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="Export files to load (CSV/TSV/TXT, or .xlsx workbooks).",
                                                 exists=True, dir_okay=False, readable=True)],
     source: Annotated[str, typer.Option(
-        "--source", help="Source profile: auto, nationbuilder_people, van_contacts, fr_canvass, "
-        "donations, or a path to a YAML profile.")] = "auto",
+        "--source", help="Source profile: auto, a built-in profile (isoloir profiles lists them), "
+        "or a path to a YAML profile.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Pseudonymize and load export files; prints rows read, loaded, excluded, persons new/merged.

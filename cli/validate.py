@@ -25,8 +25,8 @@ def validate(
         help="Export file to check (CSV/TSV/TXT, or an .xlsx workbook).", exists=True,
         dir_okay=False, readable=True)],
     source: Annotated[str, typer.Option(
-        "--source", help="Source profile: auto, nationbuilder_people, van_contacts, fr_canvass, "
-        "donations, or a path to a YAML profile.")] = "auto",
+        "--source", help="Source profile: auto, a built-in profile (isoloir profiles lists them), "
+        "or a path to a YAML profile.")] = "auto",
     email_threshold: Annotated[float, typer.Option(
         "--email-threshold", min=0.01, max=1.0,
         help="Share of well-formed emails required (0.98: at most 2 % malformed).")] = 0.98,
