@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,7 +24,7 @@ def profiles(
     from transforms.read import required_columns
     from transforms.sources import BUILTIN_PROFILES
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for profile in BUILTIN_PROFILES.values():
         required = list(required_columns(profile))
         rows.append({

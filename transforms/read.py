@@ -93,6 +93,28 @@ _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 #: two or three bytes that cp1252 text essentially never holds side by side ("Ã©", "â€™").
 _UTF8_SIGNATURE = re.compile(rb"\xc3[\x80-\xbf]|\xc5[\x92\x93\xa0\xa1\xb8\xbd\xbe]|\xe2\x80[\x80-\xbf]")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
+_CP1252_UNDEFINED_BYTES = b"\x81\x8d\x8f\x90\x9d"
+_C5_SECOND = np.array([0x92, 0x93, 0xA0, 0xA1, 0xB8, 0xBD, 0xBE], dtype=np.uint8)
+
+
+def _utf8_signature_at(data: bytes) -> int | None:
+    """Offset of the first :data:`_UTF8_SIGNATURE` match, or ``None``, vectorized (the regex
+    was the slowest step of reading a cp1252 file: French text is full of ``â``)."""
+    if b"\xc3" not in data and b"\xc5" not in data and b"\xe2\x80" not in data:
+        return None  # memchr-fast: the usual case of a cp1252 file
+    a = np.frombuffer(data, dtype=np.uint8)
+    if len(a) < 2:
+        return None
+    first, second = a[:-1], a[1:]
+    continuation = (second >= 0x80) & (second <= 0xBF)
+    found = ((first == 0xC3) & continuation) | ((first == 0xC5) & np.isin(second, _C5_SECOND))
+    if len(a) >= 3:
+        third = a[2:]
+        found[:-1] |= (a[:-2] == 0xE2) & (a[1:-1] == 0x80) & (third >= 0x80) & (third <= 0xBF)
+    hits = np.flatnonzero(found)
+    return int(hits[0]) if len(hits) else None
+
+
 _QUOTE = 34
 
 
@@ -667,14 +689,15 @@ class _Scanner:
                 raise self.fail("mixed_encoding", "bytes that are not UTF-8 in a UTF-8 file",
                                 line_of(err.start)) from None
             return
-        undefined = _CP1252_UNDEFINED.search(seg) if self.encoding == "cp1252" else None
-        if undefined is not None:
+        if self.encoding == "cp1252" and \
+                len(seg.translate(None, _CP1252_UNDEFINED_BYTES)) != len(seg):
+            undefined = _CP1252_UNDEFINED.search(seg)
+            assert undefined is not None
             raise self.fail("encoding", "bytes undefined in cp1252: neither UTF-8 nor cp1252",
                             line_of(undefined.start()))
-        utf8_seq = _UTF8_SIGNATURE.search(seg)
-        if utf8_seq is not None:
-            raise self.fail("mixed_encoding", "UTF-8 sequences in a cp1252 file",
-                            line_of(utf8_seq.start()))
+        at = _utf8_signature_at(seg)
+        if at is not None:
+            raise self.fail("mixed_encoding", "UTF-8 sequences in a cp1252 file", line_of(at))
 
     def _check_quote_places(self, a: np.ndarray, opens: np.ndarray, closes: np.ndarray,
                             line_of: Callable[[int], int]) -> None:
@@ -1058,13 +1081,16 @@ def _parse_slice(handle: BinaryIO, start: int, end: int, dialect: FileDialect,
     handle.seek(start)
     data = handle.read(end - start)
     record_bytes = scan.max_record_bytes
-    encoding = "utf8" if dialect.encoding.startswith("utf-8") else dialect.codec
-    if dialect.utf16:
+    encoding = "utf8"
+    if not dialect.encoding.startswith("utf-8"):
+        # UTF-16, cp1252, latin-1: transcoded here, in memory, one chunk at a time (no copy
+        # of the file is written); Python's codecs are several times faster than pyarrow's
+        # own transcoding of a single-byte encoding (benchmarks/bench_read.py)
         try:
             data = data.decode(dialect.codec).encode("utf-8")
         except UnicodeDecodeError:
             _diagnose(Path(handle.name), dialect, len(names))
-        encoding, record_bytes = "utf8", 3 * record_bytes
+        record_bytes = 3 * record_bytes
     read_options = pacsv.ReadOptions(
         column_names=names, block_size=max(1 << 20, 2 * record_bytes + 1024),
         use_threads=False, encoding=encoding)
