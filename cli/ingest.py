@@ -23,11 +23,11 @@ from core.errors import EXIT_BAD_INPUT, IsoloirError
 
 @app.command("ingest")
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Export files to load (CSV/TSV).",
+    files: Annotated[list[Path], typer.Argument(help="Export files to load (CSV/TSV/TXT, or .xlsx workbooks).",
                                                 exists=True, dir_okay=False, readable=True)],
     source: Annotated[str, typer.Option(
-        "--source", help="Source profile: auto, nationbuilder_people, van_contacts, fr_canvass, "
-        "donations, or a path to a YAML profile.")] = "auto",
+        "--source", help="Source profile: auto, a built-in profile (isoloir profiles lists them), "
+        "or a path to a YAML profile.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Pseudonymize and load export files; prints rows read, loaded (new or changed), unchanged
@@ -43,6 +43,7 @@ def ingest(
         from cli.runtime import warehouse_engine
         from pipeline.connections import load_master_keyring
         from pipeline.ingest import ingest_file
+        from transforms.read import last_read_report
 
         keyring = load_master_keyring(settings)  # before any row is read
         engine = warehouse_engine(settings)
@@ -63,7 +64,9 @@ def ingest(
                                      "message": str(err), "exit_code": err.exit_code,
                                      "dialect": _dialect(path, source)})
                     continue
-                results.append({**result.to_dict(), "dialect": _dialect(path, source)})
+                report = last_read_report(path)
+                results.append({**result.to_dict(), "dialect": _dialect(path, source),
+                                "profile_detection": report.detection if report else None})
     if as_json:
         emit_json({"ok": not failures, "files": results, "failures": failures})
     else:
@@ -77,10 +80,13 @@ def _dialect(path: Path, source: str) -> dict[str, object] | None:
     own report when it read the file in this process, else sniffed from the file's head;
     ``None`` when the file is gone or not even sniffable."""
     from transforms.read import detect_profile, last_read_report, sniff_dialect
+    from transforms.workbook import is_workbook
 
     report = last_read_report(path)
     if report is not None:
         return report.dialect.to_dict()
+    if is_workbook(path):
+        return {"format": path.suffix.lower().lstrip(".")}  # not converted again to say so
     try:
         return sniff_dialect(path, detect_profile(path, source)).to_dict()
     except (IsoloirError, OSError):

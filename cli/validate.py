@@ -21,11 +21,12 @@ from expectations.outcome import ValidationOutcome
 
 @app.command("validate")
 def validate(
-    file: Annotated[Path, typer.Argument(help="Export file to check (CSV/TSV).", exists=True,
-                                         dir_okay=False, readable=True)],
+    file: Annotated[Path, typer.Argument(
+        help="Export file to check (CSV/TSV/TXT, or an .xlsx workbook).", exists=True,
+        dir_okay=False, readable=True)],
     source: Annotated[str, typer.Option(
-        "--source", help="Source profile: auto, nationbuilder_people, van_contacts, fr_canvass, "
-        "donations, or a path to a YAML profile.")] = "auto",
+        "--source", help="Source profile: auto, a built-in profile (isoloir profiles lists them), "
+        "or a path to a YAML profile.")] = "auto",
     email_threshold: Annotated[float, typer.Option(
         "--email-threshold", min=0.01, max=1.0,
         help="Share of well-formed emails required (0.98: at most 2 % malformed).")] = 0.98,
@@ -44,21 +45,25 @@ def validate(
         import pandas as pd
 
         from expectations.validate import validate_raw
-        from transforms.read import detect_profile, plan_read, read_chunk, sniff_dialect
+        from pipeline.ingest import workbook_dir
+        from transforms.exports import open_export
+        from transforms.read import read_chunk
 
-        profile = detect_profile(file, source)
-        dialect = sniff_dialect(file, profile)
-        plan = plan_read(file, profile, dialect, settings.chunk_rows, validate=True)
-        chunks = [read_chunk(plan, k) for k in range(plan.chunks)]
+        with open_export(file, source, work_dir=workbook_dir(settings)) as opened:
+            profile = opened.profile
+            plan = opened.plan(settings.chunk_rows, validate=True)
+            chunks = [read_chunk(plan, k) for k in range(plan.chunks)]
         frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
         del chunks
         outcome = validate_raw(frame, list(plan.report.header), profile, file.name, settings,
                                email_threshold=email_threshold, gx=gx, reading=plan.report)
     if as_json:
         emit_json({"ok": outcome.success, "profile": profile.name,
+                   "profile_detection": opened.detection.to_dict(),
                    "dialect": plan.report.dialect.to_dict(), **outcome.to_dict()})
     else:
         _render(outcome, profile.name)
+        console.print(f"profile {opened.detection.describe()}", highlight=False)
     if not outcome.success:
         raise typer.Exit(EXIT_BAD_INPUT)
 

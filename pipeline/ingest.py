@@ -102,6 +102,15 @@ def staged_dir(settings: Settings) -> Path:
     return path
 
 
+def workbook_dir(settings: Settings) -> Path:
+    """Where workbook sheets are converted for reading (secure work zone, 0700; each
+    conversion is deleted once read, see :mod:`transforms.workbook`)."""
+    path = settings.work / "workbooks"
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: str = "auto",
                  dataset: str = DEFAULT_DATASET, objections: frozenset[str] = frozenset(),
                  chunk_rows: int | None = None, processes: int | None = None,
@@ -113,19 +122,20 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
     ``processes`` processes (defaults: ``settings.chunk_rows``, ``settings.ingest_processes``).
     """
     from pipeline.staging import ChunkStats, StageJob, stage_file
-    from transforms.read import detect_profile, plan_read, sha256_file, sniff_dialect
+    from transforms.exports import open_export
+    from transforms.read import sha256_file
 
-    profile = detect_profile(path, source)
-    dialect = sniff_dialect(path, profile)
-    plan = plan_read(path, profile, dialect, chunk_rows or settings.chunk_rows, validate=True)
-    sha = sha256_file(path)
+    sha = sha256_file(path)  # of the file that landed (a workbook: the workbook's bytes)
     work = staged_dir(settings)
-    out = work / f"{sha}.{profile.kind}.parquet"
-    job = StageJob(plan=plan, keyring=keyring, dataset=dataset, file_sha256=sha,
-                   objections=objections, parts_dir=work / f"{sha}.parts")
-    total = ChunkStats.total(stage_file(
-        job, out, progress=progress,
-        processes=settings.ingest_processes if processes is None else processes))
+    with open_export(path, source, work_dir=workbook_dir(settings)) as opened:
+        profile = opened.profile
+        plan = opened.plan(chunk_rows or settings.chunk_rows, validate=True)
+        out = work / f"{sha}.{profile.kind}.parquet"
+        job = StageJob(plan=plan, keyring=keyring, dataset=dataset, file_sha256=sha,
+                       objections=objections, parts_dir=work / f"{sha}.parts")
+        total = ChunkStats.total(stage_file(
+            job, out, progress=progress,
+            processes=settings.ingest_processes if processes is None else processes))
     prepared = PreparedFile(
         file_name=path.name, sha256=sha, source=profile.name, kind=profile.kind,
         staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id,

@@ -21,7 +21,8 @@ from core.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-LANDING_SUFFIXES = (".csv", ".tsv", ".txt")
+#: Text exports and Excel workbooks (``transforms.exports.EXPORT_SUFFIXES``).
+LANDING_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm")
 QUARANTINED = "quarantined"
 VALID = "valid"
 
@@ -62,38 +63,49 @@ def list_landing_files(settings: Settings, *, min_age_seconds: float = 0.0,
 
 
 def validate_raw_file(path: str, settings: Settings, *, source: str = "auto") -> dict[str, Any]:
-    """Run the raw suite; a failing file is moved to quarantine/ with a report (a branch, not a crash)."""
+    """Run the raw suite; a failing file is moved to quarantine/ with a report (a branch, not a crash).
+
+    The result names the file, its profile and how it was detected (``profile_detection``:
+    column names only) and, in ``label``, ``file · profile`` for the task instance's name.
+    """
     from expectations.validate import quarantine_file, validate_raw
-    from transforms.read import detect_profile, plan_read, read_chunk, sha256_file, sniff_dialect
+    from pipeline.ingest import workbook_dir
+    from transforms.exports import open_export
+    from transforms.read import read_chunk, sha256_file
 
     file = Path(path)
     sha = sha256_file(file)
     if _already_loaded(settings, sha):
         return {"file": file.name, "path": path, "status": "already_loaded", "sha256": sha}
     try:
-        profile = detect_profile(file, source)
-        dialect = sniff_dialect(file, profile)
-        plan = plan_read(file, profile, dialect, settings.chunk_rows, validate=True)
-        header = list(plan.report.header)  # aliases resolved to the profile's names
-        warnings: list[str] = []
-        chunks = (read_chunk(plan, k) for k in range(plan.chunks))
-        for batch in _validation_batches(chunks):
-            outcome = validate_raw(batch, header, profile, file.name, settings,
-                                   reading=plan.report)
-            warnings.extend(r.rule for r in outcome.warnings())
-            if not outcome.success:
-                report = quarantine_file(file, outcome, settings)
-                log.error("quarantined %s: %s", file.name, outcome.first_failure_message())
-                return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
-                        "rule": outcome.first_failure_message(), "quarantine": str(report)}
+        with open_export(file, source, work_dir=workbook_dir(settings)) as opened:
+            profile = opened.profile
+            plan = opened.plan(settings.chunk_rows, validate=True)
+            log.info("%s: profile %s", file.name, opened.detection.describe())
+            header = list(plan.report.header)  # aliases resolved to the profile's names
+            warnings: list[str] = []
+            chunks = (read_chunk(plan, k) for k in range(plan.chunks))
+            for batch in _validation_batches(chunks):
+                outcome = validate_raw(batch, header, profile, file.name, settings,
+                                       reading=plan.report)
+                warnings.extend(r.rule for r in outcome.warnings())
+                if not outcome.success:
+                    break
+        if not outcome.success:
+            report = quarantine_file(file, outcome, settings)
+            log.error("quarantined %s: %s", file.name, outcome.first_failure_message())
+            return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
+                    "source": profile.name, "label": opened.label,
+                    "rule": outcome.first_failure_message(), "quarantine": str(report)}
     except InputFileError as err:
         report = _quarantine_input_error(file, err, settings)
         log.error("quarantined %s: %s", file.name, err)
         return {"file": file.name, "path": path, "status": QUARANTINED, "sha256": sha,
                 "rule": str(err), "quarantine": str(report)}
     return {"file": file.name, "path": path, "status": VALID, "sha256": sha,
-            "source": profile.name, "warnings": sorted(set(warnings)),
-            "dialect": plan.report.dialect.to_dict()}
+            "source": profile.name, "label": opened.label, "warnings": sorted(set(warnings)),
+            "dialect": plan.report.dialect.to_dict(),
+            "profile_detection": opened.detection.to_dict()}
 
 
 #: Rows validated together: whole files up to this size, so file-wide rules (unique source
@@ -230,21 +242,44 @@ def remove_raw_file(loaded: Mapping[str, Any], settings: Settings) -> dict[str, 
     return dict(loaded) | {"raw": "deleted"}
 
 
-def summarize_ingest(results: Iterable[Mapping[str, Any]] | None) -> dict[str, Any]:
-    """Counts for the run summary (files loaded, rows, persons); no values.
+def summarize_ingest(results: Iterable[Mapping[str, Any]] | None,
+                     checked: Iterable[Any] = ()) -> dict[str, Any]:
+    """Counts for the run summary (files loaded, quarantined, rows, persons); no values.
 
     ``None`` is what Airflow hands over when landing/ was empty (nothing was mapped).
+    ``checked`` holds the per-file outputs of the validation tasks (each a dict, a list of
+    dicts, or ``None``): a file any of them quarantined counts as quarantined, and the
+    summary then says ``"<q> of <n> files quarantined: see quarantine/"`` (file names and
+    counts only).
     """
     rows = [r for r in (results or []) if r]
-    summary = {
+    seen: dict[str, str] = {}  # file name -> its worst validation status
+    for outputs in checked:
+        items = [outputs] if isinstance(outputs, Mapping) else list(outputs or [])
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            name = str(item.get("file") or item.get("file_name") or "")
+            if item.get("status") == QUARANTINED or name not in seen:
+                seen[name] = str(item.get("status"))
+    quarantined = sorted(n for n, status in seen.items() if status == QUARANTINED)
+    summary: dict[str, Any] = {
+        "files_total": len(seen) or len(rows),
         "files_loaded": sum(1 for r in rows if r.get("status") == "loaded"),
         "files_already_loaded": sum(1 for r in rows if r.get("status") == "already_loaded"),
+        "files_quarantined": len(quarantined),
+        "quarantined": quarantined,
         "rows_loaded": sum(int(r.get("rows_loaded", 0)) for r in rows),
         "rows_excluded": sum(int(r.get("rows_excluded", 0)) for r in rows),
         "persons_new": sum(int(r.get("persons_new", 0)) for r in rows),
         "persons_merged": sum(int(r.get("persons_merged", 0)) for r in rows),
         "files": [r.get("file_name") for r in rows],
     }
+    if quarantined:
+        summary["quarantine_message"] = (f"{len(quarantined)} of {summary['files_total']} "
+                                         f"file{'s' if summary['files_total'] > 1 else ''} "
+                                         "quarantined: see quarantine/")
+        log.warning("%s (%s)", summary["quarantine_message"], ", ".join(quarantined))
     log.info("ingest summary: %s", summary)
     return summary
 

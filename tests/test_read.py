@@ -145,7 +145,7 @@ def test_profile_by_name_and_unknown_name(tmp_path: Path) -> None:
 
 
 YAML_PROFILE = """\
-name: action_network_people
+name: action_network_custom
 kind: people
 namespace: an
 description: Action Network activists export
@@ -174,7 +174,7 @@ def test_yaml_profile_reads_a_generic_export(tmp_path: Path) -> None:
                      ["uuid", "first_name", "email", "zip_code", "location_citycode",
                       "created_date", "consent_analytics", "can2_user_tags"], rows)
     profile = detect_profile(data, str(profile_path))
-    assert profile.name == "action_network_people" and profile.namespace == "an"
+    assert profile.name == "action_network_custom" and profile.namespace == "an"
     frame = next(read_chunks(data, profile))
     assert frame["consent"].tolist() == ["oui", "non"]
     assert frame["insee_code"].tolist()[0] == "2A004" and pd.isna(frame["insee_code"].iloc[1])
@@ -188,7 +188,7 @@ def test_yaml_profile_reads_a_generic_export(tmp_path: Path) -> None:
     (("kind: people", "kind: events"), "kind"),
     (("filename_hints", "colour: blue\nfilename_hints"), "colour"),
     (("id_column: uuid", "id_column: email_id"), "id_column"),
-    (("name: action_network_people", "name: van_contacts"), "built-in"),
+    (("name: action_network_custom", "name: van_contacts"), "built-in"),
     (("lawful_basis: consent_column\n", "lawful_basis: consent_column\nvalue_maps: "
       "{result: {agreed: happy}}\n"), "vocabulary"),
     (('date_format: "%Y-%m-%d"', "date_format: YYYY-MM-DD"), "date_format"),

@@ -389,7 +389,12 @@ def test_cli_writes_a_campaign(tmp_path: Path) -> None:
     assert doc["ok"] and doc["people"] == 300
     assert {f["name"] for f in doc["files"]} == {"nationbuilder_people.csv",
                                                  "van_contact_history.txt",
-                                                 "porte_a_porte.csv", "donations.csv"}
+                                                 "porte_a_porte.csv", "donations.csv",
+                                                 "action_network_people.csv",
+                                                 "action_populaire.csv",
+                                                 "nationbuilder_contacts.csv",
+                                                 "nationbuilder_donations.csv",
+                                                 "van_my_voters.txt"}
     truth = json.loads((out / "ground_truth.json").read_text(encoding="utf-8"))
     assert truth["generator"]["start"] == "2026-02-02"
     assert list(truth["contacts"]["by_iso_week"])[0] == "2026-W06"
@@ -435,3 +440,20 @@ def test_identifiers_join_through_the_pipeline_normalizers(frames: dict[str, pd.
         assert set(phones(frames[profile][column])) <= known, profile
     emails = people["email"][people["email"] != ""].reset_index(drop=True)
     assert int(normalize_email(emails).isna().sum()) == truth["people"]["dirty_malformed_email"]
+
+
+def test_other_tools_exports_leave_the_core_files_byte_identical(tmp_path: Path) -> None:
+    """The extra exports draw from a generator of their own: the four core files (and the
+    ground truth's aggregates) are the same bytes with or without them."""
+    from transforms.synth_sources import EXTRA_EXPORTS
+
+    core = generate_campaign(SynthConfig(people=1_500, seed=3, chunk_people=1_000), tmp_path / "a")
+    every = generate_campaign(SynthConfig(people=1_500, seed=3, chunk_people=1_000,
+                                          extra_sources=True), tmp_path / "b")
+    assert [(f.name, f.sha256) for f in every.files[:4]] == [(f.name, f.sha256) for f in core.files]
+    assert sorted(f.profile for f in every.files[4:]) == sorted(EXTRA_EXPORTS)
+    assert all(f.rows > 0 for f in every.files)
+    truth_a = json.loads(core.ground_truth.read_text(encoding="utf-8"))
+    truth_b = json.loads(every.ground_truth.read_text(encoding="utf-8"))
+    truth_b["generator"].pop("extra_sources")
+    assert truth_a == truth_b

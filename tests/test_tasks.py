@@ -57,3 +57,15 @@ def test_unparseable_and_failing_files_are_quarantined_never_overwritten(isoloir
 def test_an_empty_landing_run_summarizes_to_nothing() -> None:
     assert tasks.summarize_ingest(None)["files_loaded"] == 0
     assert tasks.summarize_ingest([None, {"status": "loaded", "rows_loaded": 3}])["rows_loaded"] == 3  # type: ignore[list-item]
+
+
+def test_summary_counts_quarantined_files_by_name_only() -> None:
+    checked = [[{"file": "a.csv", "status": "valid"}, {"file": "b.xlsx", "status": "quarantined",
+                                                        "rule": "b.xlsx: rule 'x' broken"},
+                {"file": "c.csv", "status": "valid"}],
+               {"file_name": "c.csv", "status": "quarantined"}]
+    summary = tasks.summarize_ingest([{"status": "loaded", "rows_loaded": 2}], checked=checked)
+    assert summary["files_total"] == 3 and summary["files_quarantined"] == 2
+    assert summary["quarantined"] == ["b.xlsx", "c.csv"]
+    assert summary["quarantine_message"] == "2 of 3 files quarantined: see quarantine/"
+    assert "quarantine_message" not in tasks.summarize_ingest([], checked=[None])

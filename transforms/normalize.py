@@ -82,8 +82,8 @@ METHOD_MAP: Mapping[str, str] = {
     "sepa": "transfer", "prélèvement": "transfer", "direct debit": "transfer",
     "cash": "cash", "espèces": "cash", "especes": "cash", "liquide": "cash",
 }
-TRUE_WORDS = ("true", "t", "yes", "y", "1", "oui", "o", "vrai", "x")
-FALSE_WORDS = ("false", "f", "no", "n", "0", "non", "faux")
+TRUE_WORDS = ("true", "t", "yes", "y", "1", "oui", "o", "vrai", "x", "subscribed")
+FALSE_WORDS = ("false", "f", "no", "n", "0", "non", "faux", "unsubscribed")
 
 _CASED_TRUE = pa.array(sorted({c for w in TRUE_WORDS for c in (w, w.upper(), w.title())}))
 _CASED_FALSE = pa.array(sorted({c for w in FALSE_WORDS for c in (w, w.upper(), w.title())}))

@@ -29,7 +29,8 @@ or ``|``), ``decimal`` (``.`` or ``,``) — the tool's usual dialect: a hint and
 file's own is sniffed — ``date_order`` (dmy | mdy: numeric dates when no value decides),
 ``column_aliases`` (raw column -> other spellings), ``value_maps`` (result | channel | method: raw -> code),
 ``lawful_basis`` (regular_contact | consent_column | none), ``consent_column``,
-``filename_hints``, ``description``, and for contacts and donations ``event_key``: the
+``filename_hints``, ``description``, ``sheet`` (the sheet of an ``.xlsx`` workbook to read;
+default: the first), and for contacts and donations ``event_key``: the
 normalized fields that identify one event in the source (from ``EVENT_KEY_FIELDS`` of
 :mod:`transforms.sources`; default: the kind's ``DEFAULT_EVENT_KEY``). Map ``event_id`` when
 the export carries the source's own event id: it then identifies the event alone.
@@ -98,6 +99,7 @@ class _ProfileModel(BaseModel):
     date_order: Literal["dmy", "mdy"] | None = None
     column_aliases: dict[str, list[str]] = {}
     event_key: list[str] = []
+    sheet: str | None = None
 
     @field_validator("date_format")
     @classmethod
@@ -174,5 +176,5 @@ def load_profile(path: Path) -> SourceProfile:
         filename_hints=tuple(model.filename_hints), description=model.description,
         date_order=model.date_order,
         column_aliases=MappingProxyType({k: tuple(v) for k, v in model.column_aliases.items()}),
-        event_key=tuple(model.event_key),
+        event_key=tuple(model.event_key), sheet=model.sheet,
     )

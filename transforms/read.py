@@ -93,6 +93,28 @@ _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 #: two or three bytes that cp1252 text essentially never holds side by side ("Ã©", "â€™").
 _UTF8_SIGNATURE = re.compile(rb"\xc3[\x80-\xbf]|\xc5[\x92\x93\xa0\xa1\xb8\xbd\xbe]|\xe2\x80[\x80-\xbf]")
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
+_CP1252_UNDEFINED_BYTES = b"\x81\x8d\x8f\x90\x9d"
+_C5_SECOND = np.array([0x92, 0x93, 0xA0, 0xA1, 0xB8, 0xBD, 0xBE], dtype=np.uint8)
+
+
+def _utf8_signature_at(data: bytes) -> int | None:
+    """Offset of the first :data:`_UTF8_SIGNATURE` match, or ``None``, vectorized (the regex
+    was the slowest step of reading a cp1252 file: French text is full of ``â``)."""
+    if b"\xc3" not in data and b"\xc5" not in data and b"\xe2\x80" not in data:
+        return None  # memchr-fast: the usual case of a cp1252 file
+    a = np.frombuffer(data, dtype=np.uint8)
+    if len(a) < 2:
+        return None
+    first, second = a[:-1], a[1:]
+    continuation = (second >= 0x80) & (second <= 0xBF)
+    found = ((first == 0xC3) & continuation) | ((first == 0xC5) & np.isin(second, _C5_SECOND))
+    if len(a) >= 3:
+        third = a[2:]
+        found[:-1] |= (a[:-2] == 0xE2) & (a[1:-1] == 0x80) & (third >= 0x80) & (third <= 0xBF)
+    hits = np.flatnonzero(found)
+    return int(hits[0]) if len(hits) else None
+
+
 _QUOTE = 34
 
 
@@ -111,6 +133,10 @@ class FileDialect:
     decimal: str
     has_bom: bool
     line_ending: str = field(default="LF", compare=False)
+    #: ``text``, or ``xlsx`` for a workbook sheet converted to CSV (``transforms.workbook``).
+    container: str = field(default="text", compare=False)
+    #: The sheet read, for a workbook.
+    sheet: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.delimiter not in CANDIDATE_DELIMITERS:
@@ -138,11 +164,17 @@ class FileDialect:
 
     def to_dict(self) -> dict[str, object]:
         """What a report shows: encoding, delimiter, decimal mark, BOM, line ending."""
-        return {"encoding": self.codec, "delimiter": _show(self.delimiter),
-                "decimal": self.decimal, "bom": self.has_bom, "line_ending": self.line_ending}
+        shown: dict[str, object] = {
+            "encoding": self.codec, "delimiter": _show(self.delimiter), "decimal": self.decimal,
+            "bom": self.has_bom, "line_ending": self.line_ending}
+        if self.container != "text":
+            shown.update({"format": self.container, "sheet": self.sheet})
+        return shown
 
     def describe(self) -> str:
         """One line for a log: ``utf-8 with BOM, ',' delimited, '.' decimals, LF``."""
+        if self.container != "text":
+            return f"{self.container} workbook, sheet {self.sheet!r}"
         return (f"{self.codec}{' with BOM' if self.has_bom else ''}, {_show(self.delimiter)} "
                 f"delimited, {self.decimal!r} decimals, {self.line_ending}")
 
@@ -408,24 +440,68 @@ def match_columns(path: Path, dialect: FileDialect, profile: SourceProfile) -> H
 # --------------------------------------------------------------------------- profiles
 
 
+@dataclass(frozen=True)
+class Detection:
+    """Which profile reads a file, and why (names of columns only, never a value).
+
+    ``decided_by``: the chosen profile's required columns, all found in the header;
+    ``also_matching``: other profiles whose required columns are all there too, beaten
+    because the chosen one requires more of the header's columns (or, on a tie, by the file
+    name); ``by_file_name``: the file name broke a tie; ``requested``: the profile was named
+    (``--source``), not detected.
+    """
+
+    profile: SourceProfile
+    decided_by: tuple[str, ...] = ()
+    also_matching: tuple[str, ...] = ()
+    by_file_name: bool = False
+    requested: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"profile": self.profile.name, "requested": self.requested,
+                "decided_by": list(self.decided_by), "also_matching": list(self.also_matching),
+                "by_file_name": self.by_file_name}
+
+    def describe(self) -> str:
+        """One line for a log: ``van_contacts (named)`` or ``donations, from its columns …``."""
+        if self.requested:
+            return f"{self.profile.name} (named)"
+        text = f"{self.profile.name}, detected from columns {', '.join(self.decided_by)}"
+        if self.also_matching:
+            text += f" (over {', '.join(self.also_matching)}"
+            text += ", by file name)" if self.by_file_name else ", which require fewer)"
+        return text
+
+
 def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
     """The profile of ``path``: a built-in name, a YAML profile path, or ``auto``.
 
     ``auto`` matches the header (split on each candidate delimiter, names matched as
     :mod:`transforms.headers` does) against every built-in profile's required columns; when
     several match, the one requiring the most columns wins, then the file name hints.
+    :func:`detect_source` says which columns decided.
     """
-    if requested != "auto":
-        if requested in BUILTIN_PROFILES:
-            return BUILTIN_PROFILES[requested]
-        from transforms.profiles_yaml import ProfileError, load_profile
+    return detect_source(path, requested).profile
 
-        candidate = Path(requested)
-        if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_file():
-            return load_profile(candidate)
-        known = ", ".join(sorted(BUILTIN_PROFILES))
-        raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
-                           "or the path of a YAML profile")
+
+def named_profile(requested: str) -> SourceProfile:
+    """A built-in profile by name, or a YAML profile by path (no file is read)."""
+    if requested in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[requested]
+    from transforms.profiles_yaml import ProfileError, load_profile
+
+    candidate = Path(requested)
+    if candidate.suffix.lower() in (".yaml", ".yml") or candidate.is_file():
+        return load_profile(candidate)
+    known = ", ".join(sorted(BUILTIN_PROFILES))
+    raise ProfileError(f"unknown source profile {requested!r}: use auto, one of {known}, "
+                       "or the path of a YAML profile")
+
+
+def detect_source(path: Path, requested: str = "auto") -> Detection:
+    """:func:`detect_profile`, with the columns that decided (see :class:`Detection`)."""
+    if requested != "auto":
+        return Detection(named_profile(requested), requested=True)
     dialect = sniff_dialect(path, None)
     splits = [header_columns(path, replace(dialect, delimiter=d)) for d in CANDIDATE_DELIMITERS]
     hinted = guess_profile_from_name(path)
@@ -436,12 +512,16 @@ def detect_profile(path: Path, requested: str = "auto") -> SourceProfile:
                      key=len)
         scored.append((len(absent), -len(required), profile is not hinted, profile.name, absent))
     scored.sort()
-    n_absent, _, _, best_name, absent = scored[0]
+    n_absent, width, unhinted, best_name, absent = scored[0]
     if n_absent:
         raise InputFileError(path.name, "missing_column", "the header matches no source profile; "
                              f"closest is {best_name}, which needs {', '.join(absent)}",
                              row=1, column=absent[0])
-    return BUILTIN_PROFILES[best_name]
+    others = [s for s in scored[1:] if s[0] == 0]
+    best = BUILTIN_PROFILES[best_name]
+    tie = any(s[1] == width for s in others)
+    return Detection(best, decided_by=required_columns(best),
+                     also_matching=tuple(s[3] for s in others), by_file_name=tie and not unhinted)
 
 
 # --------------------------------------------------------------------------- structure scan
@@ -609,14 +689,15 @@ class _Scanner:
                 raise self.fail("mixed_encoding", "bytes that are not UTF-8 in a UTF-8 file",
                                 line_of(err.start)) from None
             return
-        undefined = _CP1252_UNDEFINED.search(seg) if self.encoding == "cp1252" else None
-        if undefined is not None:
+        if self.encoding == "cp1252" and \
+                len(seg.translate(None, _CP1252_UNDEFINED_BYTES)) != len(seg):
+            undefined = _CP1252_UNDEFINED.search(seg)
+            assert undefined is not None
             raise self.fail("encoding", "bytes undefined in cp1252: neither UTF-8 nor cp1252",
                             line_of(undefined.start()))
-        utf8_seq = _UTF8_SIGNATURE.search(seg)
-        if utf8_seq is not None:
-            raise self.fail("mixed_encoding", "UTF-8 sequences in a cp1252 file",
-                            line_of(utf8_seq.start()))
+        at = _utf8_signature_at(seg)
+        if at is not None:
+            raise self.fail("mixed_encoding", "UTF-8 sequences in a cp1252 file", line_of(at))
 
     def _check_quote_places(self, a: np.ndarray, opens: np.ndarray, closes: np.ndarray,
                             line_of: Callable[[int], int]) -> None:
@@ -811,15 +892,21 @@ class ReadReport:
     ignored: tuple[str, ...]
     dates: Mapping[str, DateColumn]
     field_orders: Mapping[str, Order] = field(default_factory=dict)  # internal field -> order
+    #: How the profile was chosen (:meth:`Detection.to_dict`), when the reader was told.
+    detection: Mapping[str, object] | None = None
 
     def assumed_date_orders(self) -> dict[str, str]:
         """Raw date columns whose order no value decided -> the order assumed."""
         return {c: ORDER_LABELS[d.order] for c, d in self.dates.items() if d.assumed}
 
     def to_dict(self) -> dict[str, object]:
-        return {"dialect": self.dialect.to_dict(), "columns_aliased": dict(self.aliases),
-                "columns_ignored": list(self.ignored),
-                "date_orders": {c: d.to_dict() for c, d in self.dates.items()}}
+        shown: dict[str, object] = {
+            "dialect": self.dialect.to_dict(), "columns_aliased": dict(self.aliases),
+            "columns_ignored": list(self.ignored),
+            "date_orders": {c: d.to_dict() for c, d in self.dates.items()}}
+        if self.detection is not None:
+            shown["profile_detection"] = dict(self.detection)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -901,6 +988,11 @@ def plan_read(path: Path, profile: SourceProfile, dialect: FileDialect | None = 
     return ReadPlan(path=path, profile=profile, dialect=dialect, chunk_rows=chunk_rows,
                     names=tuple(names), include=tuple(include), mapping=mapping,
                     present=present, scan=scan, bounds=bounds, attrs=attrs, report=report)
+
+
+def remember_report(path: Path, report: ReadReport) -> None:
+    """Keep ``report`` as the last read report of ``path`` (a workbook: its sheet's report)."""
+    _remember(path, report)
 
 
 def _remember(path: Path, report: ReadReport) -> None:
@@ -989,13 +1081,16 @@ def _parse_slice(handle: BinaryIO, start: int, end: int, dialect: FileDialect,
     handle.seek(start)
     data = handle.read(end - start)
     record_bytes = scan.max_record_bytes
-    encoding = "utf8" if dialect.encoding.startswith("utf-8") else dialect.codec
-    if dialect.utf16:
+    encoding = "utf8"
+    if not dialect.encoding.startswith("utf-8"):
+        # UTF-16, cp1252, latin-1: transcoded here, in memory, one chunk at a time (no copy
+        # of the file is written); Python's codecs are several times faster than pyarrow's
+        # own transcoding of a single-byte encoding (benchmarks/bench_read.py)
         try:
             data = data.decode(dialect.codec).encode("utf-8")
         except UnicodeDecodeError:
             _diagnose(Path(handle.name), dialect, len(names))
-        encoding, record_bytes = "utf8", 3 * record_bytes
+        record_bytes = 3 * record_bytes
     read_options = pacsv.ReadOptions(
         column_names=names, block_size=max(1 << 20, 2 * record_bytes + 1024),
         use_threads=False, encoding=encoding)

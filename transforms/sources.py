@@ -86,6 +86,8 @@ class SourceProfile:
     column_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Normalized fields that identify one event (contacts, donations); () = the kind's default.
     event_key: tuple[str, ...] = ()
+    #: The sheet of an ``.xlsx`` workbook to read (``None``: the first sheet).
+    sheet: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.event_key) - EVENT_KEY_FIELDS[self.kind])
@@ -229,8 +231,114 @@ DONATIONS = SourceProfile(
     event_key=("source_id", "event_day", "amount_cents", "method", "recurring"),
 )
 
+#: NationBuilder contact methods (API ``contact_type``/``method``) -> core.vocabulary.CHANNELS
+NB_CHANNEL_MAP: Mapping[str, str] = MappingProxyType({
+    **CHANNEL_MAP, "phone_call": "phone", "door_knock": "door", "text_message": "sms",
+    "email": "other", "face_to_face": "door", "meeting": "other",
+})
+
+NATIONBUILDER_CONTACTS = SourceProfile(
+    name="nationbuilder_contacts",
+    kind="contacts",
+    namespace="nb",
+    description="NationBuilder contacts (door knocks, calls) export (CSV, UTF-8, comma); "
+                "its contact id keys each event",
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "person_id", "contact_date": "created_at", "channel": "method",
+        "result": "status", "canvasser_id": "sender_id", "event_id": "id",
+    }),
+    required=("id", "person_id", "method", "status", "created_at"),
+    id_column="person_id",
+    date_format="%m/%d/%Y",
+    value_maps=MappingProxyType({"result": RESULT_MAP, "channel": NB_CHANNEL_MAP}),
+    filename_hints=("nationbuilder_contacts", "nb_contacts"),
+    event_key=("source_id", "event_day", "channel", "result", "canvasser_id"),
+)
+
+NATIONBUILDER_DONATIONS = SourceProfile(
+    name="nationbuilder_donations",
+    kind="donations",
+    namespace="nb",
+    description="NationBuilder donations export (CSV, UTF-8, comma); its donation id keys "
+                "each event",
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "donor_id", "email": "email", "postcode": "billing_zip",
+        "donation_date": "succeeded_at", "amount": "amount", "method": "payment_type_name",
+        "event_id": "id",
+    }),
+    required=("id", "donor_id", "amount", "succeeded_at"),
+    id_column="donor_id",
+    date_format="%m/%d/%Y",
+    value_maps=MappingProxyType({"method": MappingProxyType({
+        "ach": "transfer", "electronic funds transfer": "transfer", "in-kind": "other",
+        "other": "other"})}),
+    column_aliases=MappingProxyType({"billing_zip": ("billing_address_zip",)}),
+    filename_hints=("nationbuilder_donations", "nb_donations"),
+    event_key=("source_id", "event_day", "amount_cents", "method"),
+)
+
+ACTION_NETWORK_PEOPLE = SourceProfile(
+    name="action_network_people",
+    kind="people",
+    namespace="an",
+    description="Action Network activists report (CSV, UTF-8, comma); email is its "
+                "dedup key, uuid its id",
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "uuid", "email": "email", "phone": "can2_phone", "postcode": "zip_code",
+        "email_opt_in": "can2_subscription_status", "mobile_opt_in": "can2_sms_status",
+    }),
+    required=("uuid", "email", "zip_code"),
+    id_column="uuid",
+    date_format="%Y-%m-%d",
+    filename_hints=("action_network", "actionnetwork"),
+)
+
+ACTION_POPULAIRE = SourceProfile(
+    name="action_populaire",
+    kind="people",
+    namespace="ap",
+    description="Action Populaire (LFI's platform) people export (CSV, UTF-8, comma); "
+                "location_citycode is the INSEE commune",
+    delimiter=",",
+    fields=MappingProxyType({
+        "source_id": "id", "email": "email", "phone": "contact_phone",
+        "postcode": "location_zip", "insee_code": "location_citycode",
+        "birth_date": "date_of_birth", "created_at": "created",
+    }),
+    required=("id", "email", "location_citycode"),
+    id_column="id",
+    date_format="%Y-%m-%d",
+    date_order="dmy",
+    filename_hints=("action_populaire", "actionpopulaire"),
+)
+
+VAN_PEOPLE = SourceProfile(
+    name="van_people",
+    kind="people",
+    namespace="van",
+    description="NGP VAN My Voters / My Campaign list export (tab-delimited text; Zip5 or Zip)",
+    delimiter="\t",
+    fields=MappingProxyType({
+        "source_id": "VanID", "email": "Email", "phone": "HomePhone", "phone2": "CellPhone",
+        "postcode": "Zip5", "birth_date": "DOB",
+    }),
+    required=("VanID", "Zip5"),
+    id_column="VanID",
+    date_format="%m/%d/%Y",
+    column_aliases=MappingProxyType({
+        "Zip5": ("Zip", "ZipCode", "Zip Code"), "HomePhone": ("Phone", "Home Phone"),
+        "CellPhone": ("Cell Phone", "Cell"), "Email": ("PreferredEmail", "Preferred Email"),
+    }),
+    filename_hints=("my_voters", "my_campaign", "myvoters", "mycampaign"),
+)
+
 BUILTIN_PROFILES: Mapping[str, SourceProfile] = MappingProxyType({
-    p.name: p for p in (NATIONBUILDER_PEOPLE, VAN_CONTACTS, FR_CANVASS, DONATIONS)
+    p.name: p for p in (NATIONBUILDER_PEOPLE, VAN_CONTACTS, FR_CANVASS, DONATIONS,
+                        NATIONBUILDER_CONTACTS, NATIONBUILDER_DONATIONS, ACTION_NETWORK_PEOPLE,
+                        ACTION_POPULAIRE, VAN_PEOPLE)
 })
 
 

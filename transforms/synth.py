@@ -8,6 +8,13 @@ Engineers test the pipeline on these files instead of real personal data. One ru
 * ``donations.csv`` (``donations``): UTF-8 comma, euros with a dot;
 * ``ground_truth.json``: exact aggregates for tests and benchmarks (never ingested).
 
+With ``extra_sources=True`` (what ``isoloir synth`` does unless ``--core-only``), five more
+exports of the same people are written beside them (:mod:`transforms.synth_sources`):
+``action_network_people.csv``, ``action_populaire.csv``, ``nationbuilder_contacts.csv``,
+``nationbuilder_donations.csv`` and ``van_my_voters.txt``. They draw from a generator of their
+own, so the four core files are byte-identical either way; the ground truth covers the core
+files only.
+
 The same human appears in several files with identifiers written differently, households
 share an address, people live in real communes drawn by legal population, and a small
 deterministic share of rows is dirty. Generation is deterministic for a seed: chunk ``i``
@@ -60,6 +67,7 @@ from transforms.synth_people import (
     people_frame,
 )
 from transforms.synth_places import build_place_table
+from transforms.synth_sources import EXTRA_EXPORTS, ExtraCounters, extra_frames
 from transforms.synth_truth import GroundTruth
 from transforms.synth_vocab import build_vocabulary
 
@@ -81,6 +89,7 @@ ProgressCallback = Callable[[int, int], None]
 # Stream ids of the seeded generators (one per concern, never shared).
 _STREAM_MODEL = 0
 _STREAM_CHUNK = 1
+_STREAM_EXTRA = 2
 
 __all__ = [
     "CanaryPerson", "SynthConfig", "SynthConfigError", "SynthFile", "SynthManifest",
@@ -107,6 +116,8 @@ class SynthConfig:
     canaries: tuple[CanaryPerson, ...] = ()
     canvassed_share: float = 0.6
     chunk_people: int = 100_000
+    #: Also write the other tools' exports (transforms.synth_sources).
+    extra_sources: bool = False
 
     def __post_init__(self) -> None:
         if self.people < 1:
@@ -276,6 +287,12 @@ def _generate(config: SynthConfig, folder: Path,
         stack.callback(fr_sink.close)
         donation_sink = _Sink(folder / DONATIONS_FILE, "donations", DONATION_COLUMNS, ",")
         stack.callback(donation_sink.close)
+        extra_sinks: dict[str, _Sink] = {}
+        for profile, (name, columns, separator, bom) in (
+                EXTRA_EXPORTS.items() if config.extra_sources else ()):
+            extra_sinks[profile] = _Sink(folder / name, profile, columns, separator, bom=bom)
+            stack.callback(extra_sinks[profile].close)
+        extra_counters = ExtraCounters()
         # One writer thread formats, encodes, hashes and writes chunk i while chunk i+1 is
         # drawn (polars releases the GIL while writing CSV); one chunk in flight at most.
         writer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="synth-writer"))
@@ -289,6 +306,11 @@ def _generate(config: SynthConfig, folder: Path,
             writes = [(people_sink, people_frame(people_model, people, donations.summary, rng)),
                       (van_sink, contacts.van), (fr_sink, contacts.fr),
                       (donation_sink, donations.frame)]
+            if extra_sinks:
+                extra_rng = np.random.default_rng([config.seed, _STREAM_EXTRA, index])
+                extras = extra_frames(people_model, activity, people, contacts, donations,
+                                      extra_rng, extra_counters)
+                writes.extend((extra_sinks[p], frame) for p, frame in extras.items())
             truth.add_people(people)
             truth.add_contacts(people, contacts)
             truth.add_donations(people, donations)
@@ -298,7 +320,8 @@ def _generate(config: SynthConfig, folder: Path,
             pending = writer.submit(_write_chunk, writes, hi)
         if pending is not None:
             _report(progress, pending.result(), config.people)
-    files = [sink.result() for sink in (people_sink, van_sink, fr_sink, donation_sink)]
+    files = [sink.result() for sink in (people_sink, van_sink, fr_sink, donation_sink,
+                                        *extra_sinks.values())]
     generator = {
         "seed": config.seed, "people": config.people,
         "contacts_per_person": config.contacts_per_person,
@@ -307,6 +330,8 @@ def _generate(config: SynthConfig, folder: Path,
         "chunk_people": config.chunk_people, "cog_year": COG_YEAR,
         "canaries": len(config.canaries),
     }
+    if config.extra_sources:  # the ground truth still describes the four core exports only
+        generator["extra_sources"] = sorted(EXTRA_EXPORTS)
     return files, truth.to_dict(generator)
 
 

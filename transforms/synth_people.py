@@ -135,6 +135,7 @@ class PeopleChunk:
     """People ``lo``..``hi`` as column arrays; string columns are polars Series."""
 
     pid: np.ndarray
+    commune: np.ndarray  # index into the place table's communes
     postcode_idx: np.ndarray
     placed_dep: np.ndarray  # where the NationBuilder row's postcode places them
     contact_dep: np.ndarray  # where their real postcode places them (other exports)
@@ -305,7 +306,7 @@ def make_people(model: PeopleModel, rng: np.random.Generator, lo: int, hi: int, 
     updated = created + (rng.random(n) * (end_day - created + 1)).astype(np.int64)
 
     return PeopleChunk(
-        pid=pid, postcode_idx=postcode_idx,
+        pid=pid, commune=commune, postcode_idx=postcode_idx,
         placed_dep=np.where(missing_postcode, places.unplaced_dep, postcode_dep),
         contact_dep=postcode_dep, missing_postcode=missing_postcode,
         first=first, last=last, middle=middle, sex=sex, age=age, has_birth=has_birth,

@@ -46,6 +46,7 @@ class PlaceTable:
     pair_postcode: np.ndarray
     pair_cum: np.ndarray
     commune_names: pl.Series
+    commune_codes: pl.Series  # INSEE code of each commune (what Action Populaire exports)
     commune_dep: np.ndarray  # département index of each commune (where it really is)
     commune_region: np.ndarray
     postcodes: pl.Series
@@ -125,6 +126,7 @@ def build_place_table(geo: Geography) -> PlaceTable:
         pair_postcode=np.asarray(pair_postcode, dtype=np.int64),
         pair_cum=np.cumsum(w) / w.sum(),
         commune_names=pl.Series([c.name for c in communes], dtype=pl.String),
+        commune_codes=pl.Series([c.code for c in communes], dtype=pl.String),
         commune_dep=commune_dep,
         commune_region=np.array([region_index[c.region] for c in communes], dtype=np.int64),
         postcodes=pl.Series(postcode_list, dtype=pl.String),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -165,6 +166,48 @@ VARIANTS = ("french_excel", "utf16_tab", "utf8_no_bom", "pipe", "iso_dates", "dd
 
 def resave(path: Path, profile: SourceProfile, variant: str, out_dir: Path) -> Path:
     """Write ``variant`` of the export at ``path`` into ``out_dir`` (same file name stem)."""
-    export, dialect = _variant(variant, read_export(path, profile), profile)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if variant == "xlsx":
+        return write_workbook(out_dir / f"{path.stem}.xlsx", read_export(path, profile), profile)
+    export, dialect = _variant(variant, read_export(path, profile), profile)
     return write_export(out_dir / f"{path.stem}.{variant}{path.suffix}", export, dialect)
+
+
+_INTEGER = re.compile(r"[1-9][0-9]{0,14}|0")
+_DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def excel_cell(value: str, date_format: str | None) -> object:
+    """A CSV cell as Excel stores it once the file is saved as a workbook: whole numbers
+    without a leading zero as number cells (ids, postcodes like 75011), decimals as number
+    cells, dates of the profile's format as date cells, ``true``/``false`` as booleans;
+    anything else (a postcode ``01000``, a phone ``06 12...``, ``+33...``) as text."""
+    if not value:
+        return None
+    if _INTEGER.fullmatch(value):
+        return int(value)
+    if _DECIMAL.fullmatch(value):
+        return float(value)
+    if value in ("true", "false"):
+        return value == "true"
+    if date_format is not None:
+        day = _parse(value, date_format)
+        if day is not None:
+            return day
+    return value
+
+
+def write_workbook(path: Path, export: Export, profile: SourceProfile) -> Path:
+    """Save ``export`` as an ``.xlsx`` workbook (one sheet), cells typed as Excel types them."""
+    from openpyxl import Workbook
+
+    dates = {export.header.index(c) for c in _columns(profile, DATE_FIELDS).values()
+             if c in export.header}
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Export")
+    sheet.append(list(export.header))
+    for row in export.rows:
+        sheet.append([excel_cell(v, profile.date_format if i in dates else None)
+                      for i, v in enumerate(row)])
+    book.save(path)
+    return path
