@@ -367,6 +367,7 @@ def test_auditor_report_opens_with_a_computed_guarantee_statement(
     """The statement's ε comes from the ledger and the split rate from a real measurement."""
     from selenium.webdriver.common.by import By
 
+    from pipeline.dp_audit import run_dp_audit
     from pipeline.identity_check import measure_identity_split
     from privacy.accountant import epsilon_equivalent, read_budgets
     from privacy.identity_audit import write_identity_split
@@ -375,6 +376,7 @@ def test_auditor_report_opens_with_a_computed_guarantee_statement(
     settings = reports.settings
     measured = measure_identity_split(settings, people=1200, seed=9)
     write_identity_split(settings.home / "audit", measured)
+    audited, _ = run_dp_audit(settings, trials=40, scope="families")  # the table, for real
     with make_engine(settings.warehouse_url).connect() as conn:
         [budget] = read_budgets(conn)
     assert budget.cap.delta is not None and budget.spent > 0
@@ -398,3 +400,7 @@ def test_auditor_report_opens_with_a_computed_guarantee_statement(
             pytest.approx(measured.split_rate, abs=1e-6)
         rate = f"{100 * measured.split_rate:.2f}".replace(".", "," if lang == "fr" else ".")
         assert rate in split.text
+        table = browser.find_element(By.ID, "dp-audit")
+        assert_rendered(table, "empirical privacy audit table")
+        assert table.get_attribute("data-status") == ("ok" if audited.ok else "failed")
+        assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == len(audited.results)
