@@ -18,6 +18,7 @@ def _register() -> None:
     import cli.erasure
     import cli.ingest
     import cli.keys
+    import cli.plan
     import cli.release
     import cli.report
     import cli.synth

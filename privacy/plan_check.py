@@ -101,8 +101,7 @@ def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
         candidates = [Bounds(max_groups=min(g, cells), max_rows_per_group=r)
                       for g in rule.max_groups for r in rule.max_rows_per_group]
         label = "auto"
-    bias = "0 (one row per person)" if query.table == "persons" else (
-        "measured under DP at release (rows_cut); unknown from sizes")
+    bias = "0 (one row per person)" if query.table == "persons" else "measured at release"
     note = ""
     if query.measure in ("count", "histogram"):
         widths = [_count_halfwidth(query, b, rho, rest) for b in candidates]
