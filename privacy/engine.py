@@ -121,7 +121,7 @@ def float_rho_down(rho: Fraction) -> float:
 def mechanism_name(query: Query) -> str:
     """The mechanism a query uses, as recorded in the ledger before noise is drawn."""
     name = "exponential+gaussian (zCDP)" if query.measure == "quantile" else "gaussian (zCDP)"
-    if query.auto_bounds is not None:
+    if query.auto_bounds is not None or query.bounds == "auto":
         name += ", bounds chosen from DP histograms"
     return name
 
@@ -399,7 +399,10 @@ class CompiledQuery:
                                  "rows_cut": _frac(self.rho_parts[2])}
         if self.choice is not None:
             metadata["bounds"]["chosen_under_dp"] = True
-        return QueryResult(query=query, rho=self.rho, mechanism=mechanism_name(query),
+        mechanism = mechanism_name(query)
+        if self.choice is not None:  # the plan's query said auto: name it as the ledger did
+            mechanism = mechanism_name(query.model_copy(update={"bounds": "auto"}))
+        return QueryResult(query=query, rho=self.rho, mechanism=mechanism,
                            table=table, metadata=metadata)
 
 
@@ -437,11 +440,11 @@ def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) ->
             query.fixed_bounds() if rule is None else Bounds(max_groups=1,
                                                               max_rows_per_group=1)))
     choice = None
-    spent = 0.0
+    spent = Fraction(0)  # exact: each part is OpenDP's map, at most its floored share
     if rule is not None:
         choice, choice_spent = _choose(query, rows, cells.n_cells, choose_rho, rho - choose_rho,
                                        scratch)
-        spent += choice_spent
+        spent += Fraction(choice_spent)
         query = query.with_bounds(choice.bounds)
         _, main_rho, cut_rho = split_rho(rho - choose_rho, auto_share=None,
                                          main=query.fixed_bounds())
@@ -457,16 +460,16 @@ def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) ->
         raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
     measurement, d_in, main_spent = _measurement(spec, query, frame.schema, cells.n_cells,
                                                  float_rho_down(main_rho))
-    spent += main_spent
+    spent += Fraction(main_spent)
     cut = None
     if cut_rho > 0:
         cut = _cut_measurement(query, excess, cells.n_cells, cut_rho)
-        spent += cut.measurement.map(list(cut.declared))
+        spent += Fraction(cut.measurement.map(list(cut.declared)))
     del excess
-    if Fraction(spent) > rho:
-        raise InvariantViolation(f"OpenDP would spend {spent} > charged {rho}")
+    if spent > rho:
+        raise InvariantViolation(f"OpenDP would spend {float(spent)} > charged {rho}")
     return CompiledQuery(query=query, plan=plan, rho=rho, cells=cells, frame=frame,
-                         measurement=measurement, declared=tuple(d_in), spent=spent,
+                         measurement=measurement, declared=tuple(d_in), spent=float_rho_down(spent),
                          scratch=scratch, cut=cut, choice=choice,
                          rho_parts=(choose_rho, main_rho, cut_rho))
 
