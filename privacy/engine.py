@@ -122,7 +122,7 @@ def mechanism_name(query: Query) -> str:
     """The mechanism a query uses, as recorded in the ledger before noise is drawn."""
     name = "exponential+gaussian (zCDP)" if query.measure == "quantile" else "gaussian (zCDP)"
     if query.auto_bounds is not None or query.bounds == "auto":
-        name += ", bounds chosen from DP histograms"
+        name += " + DP bounds"  # ledger mechanism names hold at most 40 characters
     return name
 
 
