@@ -53,6 +53,7 @@ from core.errors import InvariantViolation, PlanError
 from core.vocabulary import CONTACT_MADE_RESULTS
 from privacy.autobounds import (
     Choice,
+    ProfileBins,
     choose_bounds,
     excess_bounds,
     profile,
@@ -73,8 +74,9 @@ from privacy.plan import Bounds, Plan, Query, public_keys
 from warehouse.reader import ReleaseData, snapshot_warehouse
 
 __all__ = ["ReleaseData", "QueryResult", "CompiledQuery", "snapshot_warehouse", "run_query",
-           "compile_query", "postprocess", "mechanism_name", "float_rho_down", "CellKeys",
-           "cell_keys", "load_rows", "measures_rows_cut"]
+           "compile_query", "prepare_query", "PreparedQuery", "postprocess", "mechanism_name",
+           "float_rho_down", "CellKeys", "cell_keys", "load_rows", "measures_rows_cut",
+           "choice_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -354,13 +356,22 @@ class CompiledQuery:
     choice: Choice | None = None  # how an auto query's bounds were chosen (DP outputs)
     rho_parts: tuple[Fraction, Fraction, Fraction] = (Fraction(0), Fraction(0), Fraction(0))
 
-    def release(self, times: int = 1) -> list[QueryResult]:
+    def release(self, times: int = 1, *,
+                choices: Sequence[Choice] | None = None) -> list[QueryResult]:
         """Draw the noise ``times`` times (each draw spends the measurement's and the bias
-        estimate's ρ; an auto query's choice was drawn once, at compile) and build tables."""
+        estimate's ρ; an auto query's choice was drawn once, at compile) and build tables.
+
+        ``choices`` (the DP audit): one draw per choice, each result carrying its own
+        choice, all of which chose this query's bounds (so the measurements are these).
+        """
+        if choices is not None:
+            if self.choice is None or any(c.bounds != self.query.bounds for c in choices):
+                raise InvariantViolation(f"query {self.query.name}: choices of other bounds")
+            times = len(choices)
         aggregates = _aggregates(self.measurement)
         cut_aggregates = None if self.cut is None else _aggregates(self.cut.measurement)
         spec = _spec(self.query)
-        results = []
+        results: list[QueryResult] = []
         with contextlib.ExitStack() as stack:
             scanned = stack.enter_context(_scratch_parquet(self.frame, self.scratch))
             cut_scan = None if self.cut is None else stack.enter_context(
@@ -370,12 +381,14 @@ class CompiledQuery:
                 if self.cut is not None:
                     released = released.join(self.cut.measurement(cut_scan).collect(),
                                              on=CELL, how="full", coalesce=True)
-                results.append(self._result(released, aggregates, spec, cut_aggregates))
+                choice = self.choice if choices is None else choices[len(results)]
+                results.append(self._result(released, aggregates, spec, cut_aggregates,
+                                            choice))
         return results
 
     def _result(self, released: pl.DataFrame, aggregates: Mapping[str, _Aggregate],
-                spec: _Spec, cut_aggregates: Mapping[str, _Aggregate] | None = None
-                ) -> QueryResult:
+                spec: _Spec, cut_aggregates: Mapping[str, _Aggregate] | None,
+                choice: Choice | None) -> QueryResult:
         query, cells = self.query, self.cells
         released = cells.labels.join(released, on=CELL, how="left").sort(CELL)
         if query.measure == "mean":
@@ -389,18 +402,18 @@ class CompiledQuery:
         if self.cut is not None and cut_aggregates is not None:
             table, rows_cut = _cut_columns(query, table, released, aggregates,
                                            cut_aggregates, self.cut)
-        if self.choice is not None:
-            rows_cut["bounds_choice"] = self.choice.to_json()
+        if choice is not None:
+            rows_cut["bounds_choice"] = choice.to_json()
         metadata = _metadata(query, self.plan, spec, cells, aggregates, rho=self.rho,
                              spent=self.spent, d_in=self.declared, notes=notes)
         metadata["rows_cut"] = rows_cut
         metadata["rho_split"] = {"choose_bounds": _frac(self.rho_parts[0]),
                                  "measurement": _frac(self.rho_parts[1]),
                                  "rows_cut": _frac(self.rho_parts[2])}
-        if self.choice is not None:
+        if choice is not None:
             metadata["bounds"]["chosen_under_dp"] = True
         mechanism = mechanism_name(query)
-        if self.choice is not None:  # the plan's query said auto: name it as the ledger did
+        if choice is not None:  # the plan's query said auto: name it as the ledger did
             mechanism = mechanism_name(query.model_copy(update={"bounds": "auto"}))
         return QueryResult(query=query, rho=self.rho, mechanism=mechanism,
                            table=table, metadata=metadata)
@@ -425,8 +438,109 @@ def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) ->
 
     No noise is drawn for the published numbers. An auto-bounded query draws one thing
     here: the DP histograms its bounds are chosen from (their share of ``rho``), so
-    compile such a query only after the charge.
+    compile such a query only after the charge. This is :func:`prepare_query`, then
+    :meth:`PreparedQuery.choose` (auto bounds only), then :meth:`PreparedQuery.compile`.
     """
+    prepared = prepare_query(query, plan, data, rho)
+    choice = None if prepared.choice_measurement is None else prepared.choose(1)[0]
+    return prepared.compile(choice)
+
+
+@dataclass(frozen=True)
+class _ChoiceMeasurement:
+    """The DP histograms an auto query's bounds are chosen from (built, not yet drawn)."""
+
+    bins: ProfileBins
+    frame: pl.DataFrame  # two rows per person: their bins (no person key)
+    measurement: Any
+    declared: tuple[Any, ...]
+    scale: float
+    spent: float
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A query's rows and ρ split, before its bounds are fixed: what every release of it
+    starts from. For an auto query, :meth:`choose` draws the bounds choice (each call spends
+    the choice's ρ again) and :meth:`compile` builds the measurements for the bounds chosen;
+    for fixed bounds, :meth:`compile` alone. Compiling draws no noise."""
+
+    query: Query  # as the plan wrote it (bounds may be auto)
+    plan: Plan
+    rho: Fraction
+    cells: CellKeys
+    rows: pl.DataFrame
+    scratch: Path
+    choose_rho: Fraction
+    choice_measurement: _ChoiceMeasurement | None
+
+    def choose(self, times: int = 1) -> list[Choice]:
+        """Draw the contribution histograms ``times`` times under DP; one choice per draw."""
+        built = self.choice_measurement
+        rule = self.query.auto_bounds
+        if built is None or rule is None:
+            raise PlanError(f"query {self.query.name}: its bounds are fixed; nothing to choose")
+        choices = []
+        with _scratch_parquet(built.frame, self.scratch) as scanned:
+            for _ in range(times):
+                released = built.measurement(scanned).collect()  # the choice's noise
+                noisy = (pl.DataFrame({CELL: list(range(built.bins.n_bins))},
+                                      schema={CELL: pl.Int64})
+                         .join(released, on=CELL, how="left").sort(CELL)["persons"]
+                         .fill_null(0).cast(pl.Float64).to_numpy())
+                choice = choose_bounds(noisy, built.scale, rule=rule, bins=built.bins,
+                                       n_cells=self.cells.n_cells,
+                                       rho_rest=self.rho - self.choose_rho)
+                log.info("query %s: bounds chosen under DP: %d cells × %d rows",
+                         self.query.name, choice.bounds.max_groups,
+                         choice.bounds.max_rows_per_group)
+                choices.append(choice)
+        return choices
+
+    def compile(self, choice: Choice | None) -> CompiledQuery:
+        """Bound the rows to the plan's bounds (or the ``choice``) and build the count's and
+        the bias estimate's measurements, calibrated to their parts of ρ."""
+        query, rule, rho, cells = self.query, self.query.auto_bounds, self.rho, self.cells
+        if (rule is None) != (choice is None):
+            raise InvariantViolation(f"query {query.name}: a choice goes with auto bounds only")
+        spent = Fraction(0)  # exact: each part is OpenDP's map, at most its floored share
+        if choice is not None and self.choice_measurement is not None:
+            spent += Fraction(self.choice_measurement.spent)
+            query = query.with_bounds(choice.bounds)
+            _, main_rho, cut_rho = split_rho(rho - self.choose_rho, auto_share=None,
+                                             main=query.fixed_bounds())
+        else:
+            _, main_rho, cut_rho = split_rho(
+                rho, auto_share=None,
+                main=query.fixed_bounds() if measures_rows_cut(query) else None)
+        spec = _spec(query)
+        bounded, excess = bound_with_excess(self.rows, bounds=query.fixed_bounds(),
+                                            n_cells=cells.n_cells,
+                                            shape="rows" if spec.shape == "rows" else "aggregate",
+                                            clipping=spec.clipping)
+        frame = bounded.select(spec.columns)  # the person key never reaches OpenDP
+        del bounded
+        if frame.height >= MAX_GROUP_ROWS:
+            raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
+        measurement, d_in, main_spent = _measurement(spec, query, frame.schema, cells.n_cells,
+                                                     float_rho_down(main_rho))
+        spent += Fraction(main_spent)
+        cut = None
+        if cut_rho > 0:
+            cut = _cut_measurement(query, excess, cells.n_cells, cut_rho)
+            spent += Fraction(cut.measurement.map(list(cut.declared)))
+        del excess
+        if spent > rho:
+            raise InvariantViolation(f"OpenDP would spend {float(spent)} > charged {rho}")
+        return CompiledQuery(query=query, plan=self.plan, rho=rho, cells=cells, frame=frame,
+                             measurement=measurement, declared=tuple(d_in),
+                             spent=float_rho_down(spent), scratch=self.scratch, cut=cut,
+                             choice=choice, rho_parts=(self.choose_rho, main_rho, cut_rho))
+
+
+def prepare_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> PreparedQuery:
+    """Read the query's rows (public cells only), split ``rho`` and, for ``bounds: auto``,
+    build (not draw) the DP histograms of per-person contributions. Draws no noise."""
     if query not in plan.releases:
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
@@ -434,44 +548,13 @@ def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) ->
     scratch = next(iter(data.tables.values())).parent
     rows = load_rows(query, data, cells)
     rule = query.auto_bounds
-    choose_rho, main_rho, cut_rho = split_rho(
-        rho, auto_share=None if rule is None else rule.share,
-        main=None if not measures_rows_cut(query) else (
-            query.fixed_bounds() if rule is None else Bounds(max_groups=1,
-                                                              max_rows_per_group=1)))
-    choice = None
-    spent = Fraction(0)  # exact: each part is OpenDP's map, at most its floored share
+    choose_rho = Fraction(0)
+    built = None
     if rule is not None:
-        choice, choice_spent = _choose(query, rows, cells.n_cells, choose_rho, rho - choose_rho,
-                                       scratch)
-        spent += Fraction(choice_spent)
-        query = query.with_bounds(choice.bounds)
-        _, main_rho, cut_rho = split_rho(rho - choose_rho, auto_share=None,
-                                         main=query.fixed_bounds())
-    spec = _spec(query)
-    bounded, excess = bound_with_excess(rows, bounds=query.fixed_bounds(),
-                                        n_cells=cells.n_cells,
-                                        shape="rows" if spec.shape == "rows" else "aggregate",
-                                        clipping=spec.clipping)
-    del rows
-    frame = bounded.select(spec.columns)  # the person key never reaches OpenDP
-    del bounded
-    if frame.height >= MAX_GROUP_ROWS:
-        raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
-    measurement, d_in, main_spent = _measurement(spec, query, frame.schema, cells.n_cells,
-                                                 float_rho_down(main_rho))
-    spent += Fraction(main_spent)
-    cut = None
-    if cut_rho > 0:
-        cut = _cut_measurement(query, excess, cells.n_cells, cut_rho)
-        spent += Fraction(cut.measurement.map(list(cut.declared)))
-    del excess
-    if spent > rho:
-        raise InvariantViolation(f"OpenDP would spend {float(spent)} > charged {rho}")
-    return CompiledQuery(query=query, plan=plan, rho=rho, cells=cells, frame=frame,
-                         measurement=measurement, declared=tuple(d_in), spent=float_rho_down(spent),
-                         scratch=scratch, cut=cut, choice=choice,
-                         rho_parts=(choose_rho, main_rho, cut_rho))
+        choose_rho, _, _ = split_rho(rho, auto_share=rule.share, main=None)
+        built = _choice_measurement(query, rows, cells.n_cells, choose_rho)
+    return PreparedQuery(query=query, plan=plan, rho=rho, cells=cells, rows=rows,
+                         scratch=scratch, choose_rho=choose_rho, choice_measurement=built)
 
 
 def _cut_measurement(query: Query, excess: pl.DataFrame, n_cells: int,
@@ -490,28 +573,26 @@ def _cut_measurement(query: Query, excess: pl.DataFrame, n_cells: int,
                            declared=tuple(d_in))
 
 
-def _choose(query: Query, rows: pl.DataFrame, n_cells: int, rho: Fraction,
-            rho_rest: Fraction, scratch: Path) -> tuple[Choice, float]:
-    """Release the contribution histograms under DP (noise drawn here) and choose bounds."""
+def choice_frame(rows: pl.DataFrame, bins: ProfileBins) -> pl.DataFrame:
+    """What the choice's OpenDP count reads: one row per (person, histogram bin), n = 1."""
+    return profile(rows, bins).rename({"bin": CELL}).with_columns(
+        pl.lit(1, dtype=pl.Int64).alias(COUNT))
+
+
+def _choice_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
+                        rho: Fraction) -> _ChoiceMeasurement:
+    """Build the DP histograms of the contribution profile (each person is in exactly one
+    bin of each histogram: two cells of one row each, declared so to OpenDP)."""
     rule = query.auto_bounds
     assert rule is not None
     bins = profile_bins(rule, n_cells)
-    frame = profile(rows, bins).rename({"bin": CELL}).with_columns(
-        pl.lit(1, dtype=pl.Int64).alias(COUNT))
+    frame = choice_frame(rows, bins)
     spec = _count_spec(1, "persons")
     measurement, d_in, spent = _measurement(spec, query, frame.schema, bins.n_bins,
                                             float_rho_down(rho), groups=2)
     scale = _aggregates(measurement)["persons"].scale
-    with _scratch_parquet(frame, scratch) as scanned:
-        released = measurement(scanned).collect()  # the choice's noise
-    noisy = (pl.DataFrame({CELL: list(range(bins.n_bins))}, schema={CELL: pl.Int64})
-             .join(released, on=CELL, how="left").sort(CELL)["persons"]
-             .fill_null(0).cast(pl.Float64).to_numpy())
-    choice = choose_bounds(noisy, scale, rule=rule, bins=bins, n_cells=n_cells,
-                           rho_rest=rho_rest)
-    log.info("query %s: bounds chosen under DP: %d cells × %d rows", query.name,
-             choice.bounds.max_groups, choice.bounds.max_rows_per_group)
-    return choice, float(spent)
+    return _ChoiceMeasurement(bins=bins, frame=frame, measurement=measurement,
+                              declared=tuple(d_in), scale=scale, spent=float(spent))
 
 
 def _cut_columns(query: Query, table: pl.DataFrame, released: pl.DataFrame,
