@@ -427,6 +427,7 @@ class _CutMeasurement:
     frame: pl.DataFrame
     measurement: Any
     declared: tuple[Any, ...]
+    spent: float  # OpenDP's privacy map of the measurement at the declared bound
 
 
 def _frac(value: Fraction) -> str:
@@ -528,7 +529,7 @@ class PreparedQuery:
         cut = None
         if cut_rho > 0:
             cut = _cut_measurement(query, excess, cells.n_cells, cut_rho)
-            spent += Fraction(cut.measurement.map(list(cut.declared)))
+            spent += Fraction(cut.spent)
         del excess
         if spent > rho:
             raise InvariantViolation(f"OpenDP would spend {float(spent)} > charged {rho}")
@@ -567,10 +568,10 @@ def _cut_measurement(query: Query, excess: pl.DataFrame, n_cells: int,
     del cut_rows
     frame = bounded.select(CELL, COUNT)
     spec = _count_spec(bounds.max_rows_per_group, "rows_cut")
-    measurement, d_in, _ = _measurement(spec, query, frame.schema, n_cells,
-                                        float_rho_down(rho), groups=bounds.max_groups)
+    measurement, d_in, spent = _measurement(spec, query, frame.schema, n_cells,
+                                            float_rho_down(rho), groups=bounds.max_groups)
     return _CutMeasurement(bounds=bounds, frame=frame, measurement=measurement,
-                           declared=tuple(d_in))
+                           declared=tuple(d_in), spent=spent)
 
 
 def choice_frame(rows: pl.DataFrame, bins: ProfileBins) -> pl.DataFrame:
