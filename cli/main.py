@@ -20,6 +20,7 @@ def _register() -> None:
     import cli.identity
     import cli.ingest
     import cli.keys
+    import cli.plan
     import cli.profiles
     import cli.release
     import cli.report

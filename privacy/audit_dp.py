@@ -14,14 +14,24 @@ past every declared bound: rows in *every* public cell of the query, more than
 ``max_rows_per_group`` in each (at least 500 contacts, at least 50 donations), each donation
 at the French legal cap (7,500 €, far above the plan's clip), flags and levels at the top of
 their range; the newcomer is inserted in the middle of the person ranks, so every later
-person key shifts, as in a real snapshot. Then the **real path** runs on both:
-:func:`privacy.engine.compile_query` (public cells, bounding, the bound declared to OpenDP,
-ρ rounded down, calibration) and, ``trials`` times, :meth:`CompiledQuery.release` (OpenDP
-draws the noise: the only randomness here), :func:`privacy.engine.postprocess` and
-:func:`privacy.publish.published_table`: the numbers a strategist downloads. Compiling once
-and releasing many times is the release path: compiling is deterministic and draws nothing.
+person key shifts, as in a real snapshot. For ``bounds: auto`` "every declared bound" is
+the largest public candidate, and on tables where a person has several rows the newcomer
+also goes past the bound of the rows-cut count beyond it (:func:`rows_past_every_bound`).
+Then the **real path** runs on both: :func:`privacy.engine.compile_query` (public cells,
+bounding, the bound declared to OpenDP, ρ rounded down, calibration) and, ``trials`` times,
+:meth:`CompiledQuery.release` (OpenDP draws the noise: the only randomness here),
+:func:`privacy.engine.postprocess` and :func:`privacy.publish.published_table`: the numbers
+a strategist downloads. Compiling once and releasing many times is the release path for
+fixed bounds: compiling is deterministic and draws nothing. Each release draws every
+measurement of the query: the count (or sum, mean, quantile) *and* the DP count of the rows
+its bounds cut. An auto-bounded query draws a third one before them, the DP histograms its
+bounds are chosen from: the audit draws it again in every trial
+(:meth:`privacy.engine.PreparedQuery.choose`) and releases with the bounds that draw chose,
+as a run does (the deterministic compilation for each candidate is reused).
 
-The test. The published numbers of each trial (every numeric column of every cell) are
+The test. The published numbers of each trial (every numeric column of every cell, and
+every number of the engine's metadata, which the published JSON carries: rows-cut totals
+and shares, an auto query's noisy histograms, candidates and chosen bounds) are
 reduced to one statistic, a diagonal linear discriminant whose weights are fit on the first
 part of the trials (30 %); on that same part a rejection region ``S`` (a threshold and a side),
 an ordering of (D, D′) and a δ are chosen. On the other trials only, Clopper–Pearson bounds
@@ -62,7 +72,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -85,8 +95,9 @@ from core.vocabulary import (
 )
 from privacy import engine
 from privacy.accountant import epsilon_equivalent
-from privacy.plan import Plan, Query
-from privacy.publish import published_table
+from privacy.autobounds import Choice, excess_bounds
+from privacy.plan import Bounds, Plan, Query
+from privacy.publish import jsonable, published_table
 from warehouse.reader import PERSON_KEY, SNAPSHOT_SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -94,11 +105,11 @@ log = logging.getLogger(__name__)
 #: One audited query per mechanism family the engine has (names from the default plan).
 FAMILIES: Mapping[str, str] = {
     "bounded_count": "donations_count_by_region",  # ≤ 6 gifts, one région
-    "grouped_count": "contacts_by_week",  # ≤ 2 attempts in each of ≤ 8 weeks
+    "grouped_count": "contacts_by_week",  # bounds: auto (the choice is drawn each trial)
     "clipped_sum": "donations_total_by_month",  # per person-month total clipped to 500 €
     "mean": "contact_rate_by_week",  # noisy conversations / noisy attempts
     "quantile": "donations_median_by_month",  # exponential mechanism over 201 candidates
-    "histogram": "contacts_by_result",  # counts over result codes, then shares
+    "histogram": "contacts_by_result",  # counts over result codes, then shares; bounds: auto
 }
 #: ρ of each audited release (see the module docstring for why it is this large).
 AUDIT_RHO = Fraction(1)
@@ -119,9 +130,6 @@ _BATCH = 250
 #: Thresholds tried on the selection trials (quantiles of the pooled statistic).
 _THRESHOLDS = 400
 _AUDIT_FILE = Path("audit") / "dp_audit.json"
-
-Compile = Callable[[Query, Plan, engine.ReleaseData, Fraction], engine.CompiledQuery]
-
 
 def record_path(home: Path) -> Path:
     """Where the last audit's results are kept: ``$ISOLOIR_HOME/audit/dp_audit.json``."""
@@ -444,6 +452,27 @@ def _worst_value(query: Query) -> Any:
     return True  # flags; contact_made is set through the result code
 
 
+def largest_bounds(query: Query) -> Bounds:
+    """The largest bounds the query may apply: the plan's, or for ``bounds: auto`` the
+    largest public candidates (the choice is a DP draw: any candidate may come out)."""
+    rule = query.auto_bounds
+    if rule is None:
+        return query.fixed_bounds()
+    return Bounds(max_groups=max(rule.max_groups), max_rows_per_group=max(rule.max_rows_per_group))
+
+
+def rows_past_every_bound(query: Query) -> int:
+    """Rows per cell that go past the count's bound *and* the rows-cut count's bound
+    beyond it (:func:`privacy.autobounds.excess_bounds`), for the largest bounds the query
+    may apply: the newcomer is cut by both, and lands in the top bin of the contribution
+    histograms an auto query chooses from."""
+    bounds = largest_bounds(query)
+    limit = bounds.max_rows_per_group
+    if engine.measures_rows_cut(query):
+        limit += excess_bounds(bounds).max_rows_per_group
+    return limit + 1
+
+
 def newcomer_rows(query: Query, plan: Plan, base: pl.DataFrame, key: int) -> pl.DataFrame:
     """The neighbour's extra person: more than the bound allows, in every public cell."""
     from core.geography import load_geography
@@ -451,7 +480,7 @@ def newcomer_rows(query: Query, plan: Plan, base: pl.DataFrame, key: int) -> pl.
     geo = load_geography()
     labels = engine.cell_keys(plan, query).labels
     n_cells = labels.height
-    per_cell = max(query.bounds.max_rows_per_group + 1,
+    per_cell = max(rows_past_every_bound(query),
                    math.ceil(MIN_EXTRA_ROWS[query.table] / n_cells))
     template = dict(base.row(0, named=True))
     template[PERSON_KEY] = key
@@ -496,29 +525,106 @@ def neighbours(query: Query, plan: Plan, directory: Path,
 
 # ----------------------------------------------------------------------------- releases
 
-def published_numbers(compiled: engine.CompiledQuery, trials: int) -> np.ndarray:
+class _Features:
+    """Column positions of the published numbers, shared by D and D′ (so a number has the
+    same column on both sides): the table's numeric cells, then every number of the engine's
+    metadata (the published JSON carries it whole) by its key path."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def row(self, table: pl.DataFrame, metadata: Mapping[str, Any]) -> np.ndarray:
+        columns = [c for c, t in table.schema.items() if t.is_numeric()]
+        values = table.select(pl.col(columns).cast(pl.Float64)).to_numpy()
+        out: dict[int, float] = {}
+        for j, column in enumerate(columns):
+            for i in range(values.shape[0]):
+                out[self._at(f"table[{i}].{column}")] = float(values[i, j])
+        for path, value in _metadata_numbers(jsonable(metadata)):
+            out[self._at(f"metadata.{path}")] = value
+        row = np.zeros(len(self.index), dtype=np.float32)
+        for k, value in out.items():
+            row[k] = value
+        return np.nan_to_num(row, nan=0.0)
+
+    def _at(self, path: str) -> int:
+        return self.index.setdefault(path, len(self.index))
+
+    def stack(self, rows: Sequence[np.ndarray]) -> np.ndarray:
+        """Rows padded to every column seen (a number missing from a release counts 0)."""
+        out = np.zeros((len(rows), len(self.index)), dtype=np.float32)
+        for i, row in enumerate(rows):
+            out[i, :len(row)] = row
+        return out
+
+
+def _metadata_numbers(value: Any, path: str = "") -> list[tuple[str, float]]:
+    """Every number of a JSON document (None as NaN, booleans as 0/1) with its key path."""
+    if value is None:
+        return [(path, math.nan)]
+    if isinstance(value, bool | int | float):
+        return [(path, float(value))]
+    if isinstance(value, Mapping):
+        return [item for key, v in value.items()
+                for item in _metadata_numbers(v, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, list):
+        return [item for i, v in enumerate(value) for item in _metadata_numbers(v, f"{path}[{i}]")]
+    return []
+
+
+def published_numbers(compiled: engine.CompiledQuery | engine.PreparedQuery, trials: int,
+                      features: _Features | None = None) -> list[np.ndarray]:
     """Release ``trials`` times through the real path; one row of published numbers each.
 
     Each row holds every numeric column of every cell of the table a strategist would
     download (after :func:`~privacy.engine.postprocess` and
-    :func:`~privacy.publish.published_table`), in a fixed order.
+    :func:`~privacy.publish.published_table`) and every number of the engine's metadata
+    (rows-cut estimates, an auto query's noisy contribution histograms and chosen bounds).
+
+    A :class:`~privacy.engine.CompiledQuery` has fixed bounds: its measurements are drawn
+    again each trial. A :class:`~privacy.engine.PreparedQuery` has ``bounds: auto``: each
+    trial draws the choice's DP histograms again (:meth:`~privacy.engine.PreparedQuery.choose`)
+    and releases with the bounds that draw chose, exactly as one run does; the compilation
+    for each candidate bound is deterministic and reused.
     """
-    query = compiled.query
+    features = features or _Features()
     rows: list[np.ndarray] = []
-    columns: list[str] | None = None
     done = 0
+    compiled_for: dict[Bounds, engine.CompiledQuery] = {}
     while done < trials:
         batch = min(_BATCH, trials - done)
-        for result in compiled.release(batch):  # OpenDP draws the noise here
-            table = published_table(engine.postprocess(result), query.group_by,
+        if isinstance(compiled, engine.PreparedQuery):
+            choices = compiled.choose(batch)  # OpenDP draws the choice's noise here
+            by_bounds: dict[Bounds, list[int]] = {}
+            for i, choice in enumerate(choices):
+                by_bounds.setdefault(choice.bounds, []).append(i)
+            results: list[engine.QueryResult | None] = [None] * batch
+            for bounds, where in by_bounds.items():
+                if bounds not in compiled_for:
+                    compiled_for[bounds] = compiled.compile(choices[where[0]])
+                picked: list[Choice] = [choices[i] for i in where]
+                for i, result in zip(where, compiled_for[bounds].release(choices=picked),
+                                     strict=True):
+                    results[i] = result  # OpenDP draws the count's noise in release
+            released = [r for r in results if r is not None]
+        else:
+            released = compiled.release(batch)  # OpenDP draws the noise here
+        for result in released:
+            table = published_table(engine.postprocess(result), result.query.group_by,
                                     release_id="audit", mechanism=result.mechanism,
-                                    budget_share=float(query.share))
-            if columns is None:
-                columns = [c for c, t in table.schema.items() if t.is_numeric()]
-            values = table.select(pl.col(columns).cast(pl.Float64)).to_numpy()
-            rows.append(np.nan_to_num(values.ravel(order="F"), nan=0.0).astype(np.float32))
+                                    budget_share=float(result.query.share))
+            rows.append(features.row(table, result.metadata))
         done += batch
-    return np.stack(rows)
+    return rows
+
+
+def _compiled(query: Query, plan: Plan, data: engine.ReleaseData,
+              rho: Fraction) -> engine.CompiledQuery | engine.PreparedQuery:
+    """Fixed bounds: the release path's :func:`~privacy.engine.compile_query`. Auto bounds:
+    its first step, :func:`~privacy.engine.prepare_query` (the choice is drawn per trial)."""
+    if query.auto_bounds is None:
+        return engine.compile_query(query, plan, data, rho)
+    return engine.prepare_query(query, plan, data, rho)
 
 
 def audit_query(query: Query, plan: Plan, *, trials: int, scratch: Path,
@@ -532,11 +638,12 @@ def audit_query(query: Query, plan: Plan, *, trials: int, scratch: Path,
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dp-audit-", dir=scratch) as work:
         data, neighbour, extra = neighbours(query, plan, Path(work))
-        compiled = engine.compile_query(query, plan, data, rho)
-        x0 = published_numbers(compiled, trials)
-        compiled = engine.compile_query(query, plan, neighbour, rho)
-        x1 = published_numbers(compiled, trials)
+        features = _Features()
+        rows0 = published_numbers(_compiled(query, plan, data, rho), trials, features)
+        compiled = _compiled(query, plan, neighbour, rho)
+        rows1 = published_numbers(compiled, trials, features)
         cells = compiled.cells.n_cells
+        x0, x1 = features.stack(rows0), features.stack(rows1)
     test, test_delta, checks = lower_bounds(x0, x1, rho=rho, plan_delta=plan_delta)
     at = {c.delta: c for c in checks}
     result = FamilyResult(

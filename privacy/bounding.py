@@ -82,6 +82,19 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     for ``rows``: person_key, cell, value. The ``person_key`` column is kept so that tests
     can check the bound; the engine drops it before OpenDP sees the frame.
     """
+    return bound_with_excess(rows, bounds=bounds, n_cells=n_cells, shape=shape,
+                             clipping=clipping)[0]
+
+
+def bound_with_excess(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
+                      shape: Literal["aggregate", "rows"],
+                      clipping: Clipping | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`bound_contributions`, plus what it cut: person_key, cell, n (rows cut there).
+
+    The cut rows are what the bias estimate (:mod:`privacy.autobounds`) measures under DP,
+    with a bound of its own; like the kept rows, a person's cut rows depend on that person's
+    rows only. Computed from the runs the bounding already has: nearly free.
+    """
     if n_cells < 1:
         raise PlanError("a query needs at least one public cell")
     limit = bounds.max_rows_per_group
@@ -91,7 +104,7 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     if shape == "rows" and not has_value:
         raise InvariantViolation("row-shaped bounding needs a value column")
     if rows.height == 0:
-        return _empty(shape)
+        return _empty(shape), _empty_excess()
     persons_max = _check_keys(rows, n_cells)
 
     value = None
@@ -103,7 +116,7 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     person = rows[PERSON].cast(pl.Int64).to_numpy()
     if bool(np.all(person[1:] > person[:-1])):
         # One row per person (the persons table): one cell, one row, nothing to cut.
-        return _one_row_each(rows, value, shape, clipping)
+        return _one_row_each(rows, value, shape, clipping), _empty_excess()
 
     # Sort keys: (person, cell) packed in one integer, 32 bits when it fits (one buffer).
     dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
@@ -122,26 +135,31 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     size = len(comp)
     run_start = _starts(comp)
     run_len = _lengths(run_start, size)
-    excess = _excess_rows(run_start, run_len, limit)  # rows past the first R of their cell
+    beyond = _excess_rows(run_start, run_len, limit)  # rows past the first R of their cell
     run_comp = comp[run_start]
     run_n = np.minimum(run_len, limit)
     keep_run = _choose_cells(run_comp, run_n, groups=bounds.max_groups, limit=limit,
                              n_cells=n_cells)
+    cut = run_len - np.where(keep_run, run_n, 0)
+    has_cut = cut > 0
+    cut_persons, cut_cells = np.divmod(run_comp[has_cut].astype(np.int64), n_cells)
+    excess = pl.DataFrame({PERSON: cut_persons, CELL: cut_cells, COUNT: cut[has_cut]},
+                          schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64})
 
     if shape == "rows":
         assert value is not None
         keep = np.repeat(keep_run, run_len)
-        keep[excess] = False
+        keep[beyond] = False
         persons, cells = np.divmod(comp[keep], n_cells)
         return pl.DataFrame({PERSON: persons, CELL: cells, VALUE: value[keep]},
-                            schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64})
+                            schema={PERSON: pl.Int64, CELL: pl.Int64, VALUE: pl.Int64}), excess
 
     if value is None:
         totals = np.zeros(int(keep_run.sum()), dtype=np.int64)
     else:
-        if len(excess):
+        if len(beyond):
             value = value.copy()
-            value[excess] = 0
+            value[beyond] = 0
         totals = np.add.reduceat(value, run_start)[keep_run]
         if clipping is not None and clipping.per == "total":
             np.clip(totals, clipping.lower, clipping.upper, out=totals)
@@ -149,7 +167,23 @@ def bound_contributions(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     persons, cells = np.divmod(kept_comp, n_cells)
     return pl.DataFrame({PERSON: persons, CELL: cells, COUNT: run_n[keep_run], TOTAL: totals},
                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
-                                TOTAL: pl.Int64})
+                                TOTAL: pl.Int64}), excess
+
+
+def _empty_excess() -> pl.DataFrame:
+    return pl.DataFrame(schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64})
+
+
+def expand_counts(counts: pl.DataFrame) -> pl.DataFrame:
+    """(person_key, cell, n) → n rows (person_key, cell) each, in person, cell order.
+
+    Turns the cut rows back into rows so that the same :func:`bound_contributions` bounds
+    them for their own DP count (the bias estimate).
+    """
+    n = counts[COUNT].to_numpy()
+    return pl.DataFrame({PERSON: np.repeat(counts[PERSON].to_numpy(), n),
+                         CELL: np.repeat(counts[CELL].to_numpy(), n)},
+                        schema={PERSON: pl.Int64, CELL: pl.Int64})
 
 
 def _one_row_each(rows: pl.DataFrame, value: np.ndarray | None, shape: str,

@@ -16,7 +16,15 @@ How a query runs (:func:`run_query`), after the accountant has charged its ρ:
    the sensitivity from that bound, and the noise scale is calibrated so that OpenDP's own
    privacy map is at most ``float(ρ)`` rounded *down* (never more than what was charged).
    Groups come from ``with_keys``-style left join on the public cells.
-4. **Accuracy.** Each cell carries its 95 % CI half-width (``summarize_polars_measurement``)
+4. **Bias.** On tables where a person has many rows (contacts, donations) the rows the
+   bounds cut are counted per cell by a second OpenDP count, bounded on its own
+   (:func:`privacy.autobounds.excess_bounds`); the table gets ``rows_cut_*`` columns and,
+   for counts, a *bias-aware* estimate and interval (count + rows cut, both noises), and
+   the metadata says what share of rows the bounds cut and what is still not counted.
+   A query with ``bounds: auto`` first chooses its bounds from DP histograms of the
+   per-person contributions (:mod:`privacy.autobounds`). The query's ρ is split exactly
+   between these measurements (:func:`privacy.autobounds.split_rho`).
+5. **Accuracy.** Each cell carries its 95 % CI half-width (``summarize_polars_measurement``)
    and its noise scale; ratios and quantiles get conservative intervals built from the DP
    outputs only (see :func:`_mean_table`, :func:`_quantile_table`).
 
@@ -43,6 +51,15 @@ import polars as pl
 
 from core.errors import InvariantViolation, PlanError
 from core.vocabulary import CONTACT_MADE_RESULTS
+from privacy.autobounds import (
+    Choice,
+    ProfileBins,
+    choose_bounds,
+    excess_bounds,
+    profile,
+    profile_bins,
+    split_rho,
+)
 from privacy.bounding import (
     CELL,
     COUNT,
@@ -50,14 +67,16 @@ from privacy.bounding import (
     TOTAL,
     VALUE,
     Clipping,
-    bound_contributions,
+    bound_with_excess,
+    expand_counts,
 )
-from privacy.plan import Plan, Query, public_keys
+from privacy.plan import Bounds, Plan, Query, public_keys
 from warehouse.reader import ReleaseData, snapshot_warehouse
 
 __all__ = ["ReleaseData", "QueryResult", "CompiledQuery", "snapshot_warehouse", "run_query",
-           "compile_query", "postprocess", "mechanism_name", "float_rho_down", "CellKeys",
-           "cell_keys", "load_rows"]
+           "compile_query", "prepare_query", "PreparedQuery", "postprocess", "mechanism_name",
+           "float_rho_down", "CellKeys", "cell_keys", "load_rows", "measures_rows_cut",
+           "choice_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +122,19 @@ def float_rho_down(rho: Fraction) -> float:
 
 def mechanism_name(query: Query) -> str:
     """The mechanism a query uses, as recorded in the ledger before noise is drawn."""
-    if query.measure == "quantile":
-        return "exponential+gaussian (zCDP)"
-    return "gaussian (zCDP)"
+    name = "exponential+gaussian (zCDP)" if query.measure == "quantile" else "gaussian (zCDP)"
+    if query.auto_bounds is not None or query.bounds == "auto":
+        name += " + DP bounds"  # ledger mechanism names hold at most 40 characters
+    return name
+
+
+def measures_rows_cut(query: Query) -> bool:
+    """Whether the release counts, under DP, the rows its bounds cut.
+
+    Every table where one person may have several rows does; ``persons`` has one row per
+    person (its bounds are 1 × 1), so nothing can be cut there and nothing is spent on it.
+    """
+    return query.table != "persons"
 
 
 # ----------------------------------------------------------------------------- cells
@@ -223,7 +252,7 @@ class _Spec:
 
 
 def _spec(query: Query) -> _Spec:
-    bounds = query.bounds
+    bounds = query.fixed_bounds()
     limit = bounds.max_rows_per_group
     if query.measure in ("count", "histogram"):
         return _Spec("aggregate", None, (_col(COUNT).dp.sum((0, limit)).alias("count"),), 1,
@@ -254,20 +283,25 @@ def _spec(query: Query) -> _Spec:
                  named, tuple(candidates))
 
 
-def _declared_bound(spec: _Spec, query: Query) -> list[Any]:
-    groups = query.bounds.max_groups
+def _declared_bound(spec: _Spec, groups: int) -> list[Any]:
     return [dp.polars.Bound(by=[CELL], per_group=spec.per_group, num_groups=groups),
             dp.polars.Bound(per_group=spec.per_group * groups)]
 
 
+def _count_spec(limit: int, alias: str) -> _Spec:
+    """A per-cell count of pre-aggregated rows, at most ``limit`` per person and cell."""
+    return _Spec("aggregate", None, (_col(COUNT).dp.sum((0, limit)).alias(alias),), 1,
+                 (CELL, COUNT))
+
+
 def _measurement(spec: _Spec, query: Query, frame_schema: Mapping[str, Any], n_cells: int,
-                 rho: float) -> tuple[Any, list[Any], float]:
+                 rho: float, groups: int | None = None) -> tuple[Any, list[Any], float]:
     """Build the measurement and calibrate its scale so that OpenDP's map is ≤ ``rho``."""
     dp.enable_features("contrib")
     domain = dp.lazyframe_domain([dp.series_domain(name, dp.atom_domain(T="i64"))
                                   for name in frame_schema])
     domain = dp.with_margin(domain, dp.polars.Margin(by=[CELL], max_length=MAX_GROUP_ROWS))
-    d_in = _declared_bound(spec, query)
+    d_in = _declared_bound(spec, query.fixed_bounds().max_groups if groups is None else groups)
     metric, _ = dp.unit_of(contributions=d_in)
     grouped = pl.LazyFrame(schema=dict(frame_schema)).group_by(CELL).agg(*spec.aggregates)
     keys = pl.LazyFrame({CELL: list(range(n_cells))}, schema={CELL: pl.Int64})
@@ -309,29 +343,52 @@ class CompiledQuery:
     and benchmarks call it many times on synthetic data to check the mechanism.
     """
 
-    query: Query
+    query: Query  # with its bounds fixed: an auto query's chosen bounds
     plan: Plan
     rho: Fraction
     cells: CellKeys
     frame: pl.DataFrame  # bounded rows as OpenDP sees them (no person key)
     measurement: Any
     declared: tuple[Any, ...]  # the privacy unit's bounds, as declared to OpenDP
-    spent: float  # OpenDP's own privacy map at the declared bound: ≤ rho
+    spent: float  # OpenDP's own privacy map of all the query's measurements: ≤ rho
     scratch: Path
+    cut: _CutMeasurement | None = None  # the bias estimate (tables with several rows each)
+    choice: Choice | None = None  # how an auto query's bounds were chosen (DP outputs)
+    rho_parts: tuple[Fraction, Fraction, Fraction] = (Fraction(0), Fraction(0), Fraction(0))
 
-    def release(self, times: int = 1) -> list[QueryResult]:
-        """Draw the noise ``times`` times (each draw spends ``rho``) and build the tables."""
+    def release(self, times: int = 1, *,
+                choices: Sequence[Choice] | None = None) -> list[QueryResult]:
+        """Draw the noise ``times`` times (each draw spends the measurement's and the bias
+        estimate's ρ; an auto query's choice was drawn once, at compile) and build tables.
+
+        ``choices`` (the DP audit): one draw per choice, each result carrying its own
+        choice, all of which chose this query's bounds (so the measurements are these).
+        """
+        if choices is not None:
+            if self.choice is None or any(c.bounds != self.query.bounds for c in choices):
+                raise InvariantViolation(f"query {self.query.name}: choices of other bounds")
+            times = len(choices)
         aggregates = _aggregates(self.measurement)
+        cut_aggregates = None if self.cut is None else _aggregates(self.cut.measurement)
         spec = _spec(self.query)
-        results = []
-        with _scratch_parquet(self.frame, self.scratch) as scanned:
+        results: list[QueryResult] = []
+        with contextlib.ExitStack() as stack:
+            scanned = stack.enter_context(_scratch_parquet(self.frame, self.scratch))
+            cut_scan = None if self.cut is None else stack.enter_context(
+                _scratch_parquet(self.cut.frame, self.scratch))
             for _ in range(times):
                 released = self.measurement(scanned).collect()  # noise is drawn here only
-                results.append(self._result(released, aggregates, spec))
+                if self.cut is not None:
+                    released = released.join(self.cut.measurement(cut_scan).collect(),
+                                             on=CELL, how="full", coalesce=True)
+                choice = self.choice if choices is None else choices[len(results)]
+                results.append(self._result(released, aggregates, spec, cut_aggregates,
+                                            choice))
         return results
 
     def _result(self, released: pl.DataFrame, aggregates: Mapping[str, _Aggregate],
-                spec: _Spec) -> QueryResult:
+                spec: _Spec, cut_aggregates: Mapping[str, _Aggregate] | None,
+                choice: Choice | None) -> QueryResult:
         query, cells = self.query, self.cells
         released = cells.labels.join(released, on=CELL, how="left").sort(CELL)
         if query.measure == "mean":
@@ -340,35 +397,259 @@ class CompiledQuery:
             table, notes = _quantile_table(query, cells, released, aggregates, spec)
         else:
             table, notes = _total_table(query, cells, released, aggregates)
+        rows_cut: dict[str, Any] = {"measured": False, "why": "one row per person: the "
+                                    "bounds cut nothing"}
+        if self.cut is not None and cut_aggregates is not None:
+            table, rows_cut = _cut_columns(query, table, released, aggregates,
+                                           cut_aggregates, self.cut)
+        if choice is not None:
+            rows_cut["bounds_choice"] = choice.to_json()
         metadata = _metadata(query, self.plan, spec, cells, aggregates, rho=self.rho,
                              spent=self.spent, d_in=self.declared, notes=notes)
-        return QueryResult(query=query, rho=self.rho, mechanism=mechanism_name(query),
+        metadata["rows_cut"] = rows_cut
+        metadata["rho_split"] = {"choose_bounds": _frac(self.rho_parts[0]),
+                                 "measurement": _frac(self.rho_parts[1]),
+                                 "rows_cut": _frac(self.rho_parts[2])}
+        if choice is not None:
+            metadata["bounds"]["chosen_under_dp"] = True
+        mechanism = mechanism_name(query)
+        if choice is not None:  # the plan's query said auto: name it as the ledger did
+            mechanism = mechanism_name(query.model_copy(update={"bounds": "auto"}))
+        return QueryResult(query=query, rho=self.rho, mechanism=mechanism,
                            table=table, metadata=metadata)
 
 
+@dataclass(frozen=True)
+class _CutMeasurement:
+    """The bias estimate: a DP count per cell of the rows the bounds cut."""
+
+    bounds: Bounds  # its own bound (excess_bounds of the query's)
+    frame: pl.DataFrame
+    measurement: Any
+    declared: tuple[Any, ...]
+    spent: float  # OpenDP's privacy map of the measurement at the declared bound
+
+
+def _frac(value: Fraction) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
 def compile_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> CompiledQuery:
-    """Bound the query's rows and build its OpenDP measurement for ``rho`` (no noise yet)."""
+    """Bound the query's rows and build its OpenDP measurements for ``rho``.
+
+    No noise is drawn for the published numbers. An auto-bounded query draws one thing
+    here: the DP histograms its bounds are chosen from (their share of ``rho``), so
+    compile such a query only after the charge. This is :func:`prepare_query`, then
+    :meth:`PreparedQuery.choose` (auto bounds only), then :meth:`PreparedQuery.compile`.
+    """
+    prepared = prepare_query(query, plan, data, rho)
+    choice = None if prepared.choice_measurement is None else prepared.choose(1)[0]
+    return prepared.compile(choice)
+
+
+@dataclass(frozen=True)
+class _ChoiceMeasurement:
+    """The DP histograms an auto query's bounds are chosen from (built, not yet drawn)."""
+
+    bins: ProfileBins
+    frame: pl.DataFrame  # two rows per person: their bins (no person key)
+    measurement: Any
+    declared: tuple[Any, ...]
+    scale: float
+    spent: float
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """A query's rows and ρ split, before its bounds are fixed: what every release of it
+    starts from. For an auto query, :meth:`choose` draws the bounds choice (each call spends
+    the choice's ρ again) and :meth:`compile` builds the measurements for the bounds chosen;
+    for fixed bounds, :meth:`compile` alone. Compiling draws no noise."""
+
+    query: Query  # as the plan wrote it (bounds may be auto)
+    plan: Plan
+    rho: Fraction
+    cells: CellKeys
+    rows: pl.DataFrame
+    scratch: Path
+    choose_rho: Fraction
+    choice_measurement: _ChoiceMeasurement | None
+
+    def choose(self, times: int = 1) -> list[Choice]:
+        """Draw the contribution histograms ``times`` times under DP; one choice per draw."""
+        built = self.choice_measurement
+        rule = self.query.auto_bounds
+        if built is None or rule is None:
+            raise PlanError(f"query {self.query.name}: its bounds are fixed; nothing to choose")
+        choices = []
+        with _scratch_parquet(built.frame, self.scratch) as scanned:
+            for _ in range(times):
+                released = built.measurement(scanned).collect()  # the choice's noise
+                noisy = (pl.DataFrame({CELL: list(range(built.bins.n_bins))},
+                                      schema={CELL: pl.Int64})
+                         .join(released, on=CELL, how="left").sort(CELL)["persons"]
+                         .fill_null(0).cast(pl.Float64).to_numpy())
+                choice = choose_bounds(noisy, built.scale, rule=rule, bins=built.bins,
+                                       n_cells=self.cells.n_cells,
+                                       rho_rest=self.rho - self.choose_rho)
+                log.info("query %s: bounds chosen under DP: %d cells × %d rows",
+                         self.query.name, choice.bounds.max_groups,
+                         choice.bounds.max_rows_per_group)
+                choices.append(choice)
+        return choices
+
+    def compile(self, choice: Choice | None) -> CompiledQuery:
+        """Bound the rows to the plan's bounds (or the ``choice``) and build the count's and
+        the bias estimate's measurements, calibrated to their parts of ρ."""
+        query, rule, rho, cells = self.query, self.query.auto_bounds, self.rho, self.cells
+        if (rule is None) != (choice is None):
+            raise InvariantViolation(f"query {query.name}: a choice goes with auto bounds only")
+        spent = Fraction(0)  # exact: each part is OpenDP's map, at most its floored share
+        if choice is not None and self.choice_measurement is not None:
+            spent += Fraction(self.choice_measurement.spent)
+            query = query.with_bounds(choice.bounds)
+            _, main_rho, cut_rho = split_rho(rho - self.choose_rho, auto_share=None,
+                                             main=query.fixed_bounds())
+        else:
+            _, main_rho, cut_rho = split_rho(
+                rho, auto_share=None,
+                main=query.fixed_bounds() if measures_rows_cut(query) else None)
+        spec = _spec(query)
+        bounded, excess = bound_with_excess(self.rows, bounds=query.fixed_bounds(),
+                                            n_cells=cells.n_cells,
+                                            shape="rows" if spec.shape == "rows" else "aggregate",
+                                            clipping=spec.clipping)
+        frame = bounded.select(spec.columns)  # the person key never reaches OpenDP
+        del bounded
+        if frame.height >= MAX_GROUP_ROWS:
+            raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
+        measurement, d_in, main_spent = _measurement(spec, query, frame.schema, cells.n_cells,
+                                                     float_rho_down(main_rho))
+        spent += Fraction(main_spent)
+        cut = None
+        if cut_rho > 0:
+            cut = _cut_measurement(query, excess, cells.n_cells, cut_rho)
+            spent += Fraction(cut.spent)
+        del excess
+        if spent > rho:
+            raise InvariantViolation(f"OpenDP would spend {float(spent)} > charged {rho}")
+        return CompiledQuery(query=query, plan=self.plan, rho=rho, cells=cells, frame=frame,
+                             measurement=measurement, declared=tuple(d_in),
+                             spent=float_rho_down(spent), scratch=self.scratch, cut=cut,
+                             choice=choice, rho_parts=(self.choose_rho, main_rho, cut_rho))
+
+
+def prepare_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> PreparedQuery:
+    """Read the query's rows (public cells only), split ``rho`` and, for ``bounds: auto``,
+    build (not draw) the DP histograms of per-person contributions. Draws no noise."""
     if query not in plan.releases:
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
-    target = float_rho_down(rho)
     cells = cell_keys(plan, query)
-    spec = _spec(query)
+    scratch = next(iter(data.tables.values())).parent
     rows = load_rows(query, data, cells)
-    bounded = bound_contributions(rows, bounds=query.bounds, n_cells=cells.n_cells,
-                                  shape="rows" if spec.shape == "rows" else "aggregate",
-                                  clipping=spec.clipping)
-    del rows
-    frame = bounded.select(spec.columns)  # the person key never reaches OpenDP
-    del bounded
-    if frame.height >= MAX_GROUP_ROWS:
-        raise InvariantViolation("the bounded frame exceeds the row bound declared to OpenDP")
-    measurement, d_in, spent = _measurement(spec, query, frame.schema, cells.n_cells, target)
-    if Fraction(spent) > rho:
-        raise InvariantViolation(f"OpenDP would spend {spent} > charged {rho}")
-    return CompiledQuery(query=query, plan=plan, rho=rho, cells=cells, frame=frame,
-                         measurement=measurement, declared=tuple(d_in), spent=spent,
-                         scratch=next(iter(data.tables.values())).parent)
+    rule = query.auto_bounds
+    choose_rho = Fraction(0)
+    built = None
+    if rule is not None:
+        choose_rho, _, _ = split_rho(rho, auto_share=rule.share, main=None)
+        built = _choice_measurement(query, rows, cells.n_cells, choose_rho)
+    return PreparedQuery(query=query, plan=plan, rho=rho, cells=cells, rows=rows,
+                         scratch=scratch, choose_rho=choose_rho, choice_measurement=built)
+
+
+def _cut_measurement(query: Query, excess: pl.DataFrame, n_cells: int,
+                     rho: Fraction) -> _CutMeasurement:
+    """Bound the cut rows with their own bound and build their per-cell DP count."""
+    bounds = excess_bounds(query.fixed_bounds())
+    cut_rows = expand_counts(excess)
+    bounded = bound_with_excess(cut_rows, bounds=bounds, n_cells=n_cells,
+                                shape="aggregate")[0]
+    del cut_rows
+    frame = bounded.select(CELL, COUNT)
+    spec = _count_spec(bounds.max_rows_per_group, "rows_cut")
+    measurement, d_in, spent = _measurement(spec, query, frame.schema, n_cells,
+                                            float_rho_down(rho), groups=bounds.max_groups)
+    return _CutMeasurement(bounds=bounds, frame=frame, measurement=measurement,
+                           declared=tuple(d_in), spent=spent)
+
+
+def choice_frame(rows: pl.DataFrame, bins: ProfileBins) -> pl.DataFrame:
+    """What the choice's OpenDP count reads: one row per (person, histogram bin), n = 1."""
+    return profile(rows, bins).rename({"bin": CELL}).with_columns(
+        pl.lit(1, dtype=pl.Int64).alias(COUNT))
+
+
+def _choice_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
+                        rho: Fraction) -> _ChoiceMeasurement:
+    """Build the DP histograms of the contribution profile (each person is in exactly one
+    bin of each histogram: two cells of one row each, declared so to OpenDP)."""
+    rule = query.auto_bounds
+    assert rule is not None
+    bins = profile_bins(rule, n_cells)
+    frame = choice_frame(rows, bins)
+    spec = _count_spec(1, "persons")
+    measurement, d_in, spent = _measurement(spec, query, frame.schema, bins.n_bins,
+                                            float_rho_down(rho), groups=2)
+    scale = _aggregates(measurement)["persons"].scale
+    return _ChoiceMeasurement(bins=bins, frame=frame, measurement=measurement,
+                              declared=tuple(d_in), scale=scale, spent=float(spent))
+
+
+def _cut_columns(query: Query, table: pl.DataFrame, released: pl.DataFrame,
+                 aggregates: Mapping[str, _Aggregate], cut_aggregates: Mapping[str, _Aggregate],
+                 cut: _CutMeasurement) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Add the rows-cut estimate per cell and, for counts, the bias-aware interval."""
+    cut_scale, cut_half = _accuracy(cut_aggregates, "rows_cut")
+    per_cell = (released.select(CELL, "rows_cut").unique(CELL).sort(CELL)["rows_cut"]
+                .fill_null(0).cast(pl.Float64))
+    total_cut = float(per_cell.sum())
+    if query.measure == "quantile":  # the table is level by level, each in cell order
+        per_cell = pl.concat([per_cell] * len(query.quantiles))
+    table = table.with_columns(per_cell.alias("rows_cut_estimate"),
+                               pl.lit(cut_half, pl.Float64).alias("rows_cut_ci95_halfwidth"),
+                               pl.lit(cut_scale, pl.Float64).alias("rows_cut_noise_scale"))
+    n_cells = released.height
+    total_half = _combined_halfwidth([cut_scale] * n_cells)
+    kept: float | None = None
+    if query.measure in ("count", "histogram"):
+        scale = aggregates["count"].scale
+        half = _combined_halfwidth([scale, cut_scale])
+        table = table.with_columns(
+            (pl.col("estimate") + pl.col("rows_cut_estimate")).alias("bias_aware_estimate"),
+            pl.lit(half, pl.Float64).alias("bias_aware_ci95_halfwidth"))
+        kept = float(released["count"].fill_null(0).sum())
+    elif query.measure == "mean":
+        kept = float(released["denominator"].fill_null(0).sum())
+    elif query.measure == "quantile":
+        kept = float(released["rows"].fill_null(0).sum())
+    share = None
+    if kept is not None and kept + max(total_cut, 0.0) > 0:
+        share = max(total_cut, 0.0) / (kept + max(total_cut, 0.0))
+    bounds = query.fixed_bounds()
+    return table, {
+        "measured": True,
+        "estimate": total_cut, "ci95_halfwidth": total_half,
+        "share_estimate": share,
+        "bound": {"max_groups": cut.bounds.max_groups,
+                  "max_rows_per_group": cut.bounds.max_rows_per_group},
+        "noise_scale": cut_scale,
+        "counts": "rows the bounds cut (per cell, DP count), at most "
+                  f"{cut.bounds.max_rows_per_group} more row(s) in each of at most "
+                  f"{cut.bounds.max_groups} cell(s) per person beyond the "
+                  f"{bounds.max_rows_per_group} × {bounds.max_groups} counted",
+        "not_measured": "rows beyond the count's bounds and the rows-cut bound together are "
+                        "counted nowhere; the bias-aware interval covers the rest",
+        "share_basis": None if share is None else
+        "rows cut / (rows cut + rows counted), both DP estimates summed over the cells",
+    }
+
+
+def _combined_halfwidth(scales: Sequence[float]) -> float:
+    """95 % half-width of a sum of independent Gaussian noises (rounded up, + 1 unit for
+    the discrete Gaussian's lattice: conservative)."""
+    sigma = math.sqrt(sum(s * s for s in scales))
+    return float(math.ceil(dp.gaussian_scale_to_accuracy(sigma, ALPHA)) + 1)
 
 
 def run_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> QueryResult:
@@ -534,6 +815,7 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         described.append({"column": agg.column, "aggregate": agg.aggregate,
                           "distribution": agg.distribution, "scale": agg.scale,
                           "ci95_halfwidth": None if math.isnan(half) else half})
+    bounds = query.fixed_bounds()
     return {
         "engine": f"opendp {getattr(opendp, '__version__', '0.16')}",
         "mechanism": mechanism_name(query),
@@ -541,8 +823,8 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         "privacy_unit": plan.privacy_unit,
         "rho_charged": f"{rho.numerator}/{rho.denominator}",
         "rho_opendp": spent,
-        "bounds": {"max_groups": query.bounds.max_groups,
-                   "max_rows_per_group": query.bounds.max_rows_per_group,
+        "bounds": {"max_groups": bounds.max_groups,
+                   "max_rows_per_group": bounds.max_rows_per_group,
                    "applied": "per person, before OpenDP: at most max_groups cells (fullest "
                               "first) and the first max_rows_per_group rows in each"},
         "declared_to_opendp": [{"by": list(b.by), "per_group": b.per_group,
@@ -554,7 +836,6 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         "cells": cells.n_cells,
         "aggregates": described,
         "alpha": ALPHA,
-        "rows_cut": "not published: how many rows the bounds cut is itself private",
         "reading_note": query.min_group_size_note,
         "accuracy_notes": notes,
         "post_processing": _post_processing_notes(query),
@@ -597,6 +878,23 @@ def _post_processing_notes(query: Query) -> list[str]:
     return notes
 
 
+def _cut_postprocess(table: pl.DataFrame) -> list[pl.Expr]:
+    """Rows cut: rounded and clamped at 0; the bias-aware count = raw count + raw rows cut,
+    its interval ± the combined half-width, clamped at 0 (from the raw sums, not the
+    clamped parts, so that clamping adds no bias)."""
+    if "rows_cut_estimate" not in table.columns:
+        return []
+    cut = pl.col("rows_cut_estimate")
+    exprs = [cut.clip(lower_bound=0.0).round(0).alias("rows_cut_estimate")]
+    if "bias_aware_estimate" in table.columns:
+        raw = pl.col("bias_aware_estimate")
+        half = pl.col("bias_aware_ci95_halfwidth")
+        exprs += [raw.clip(lower_bound=0.0).round(0).alias("bias_aware_estimate"),
+                  (raw - half).clip(lower_bound=0.0).round(0).alias("bias_aware_ci95_low"),
+                  (raw + half).clip(lower_bound=0.0).round(0).alias("bias_aware_ci95_high")]
+    return exprs
+
+
 def postprocess(result: QueryResult) -> pl.DataFrame:
     """Round, clamp and derive shares/rates from the noisy outputs (documented in metadata)."""
     query = result.query
@@ -610,6 +908,7 @@ def postprocess(result: QueryResult) -> pl.DataFrame:
             raw.clip(lower_bound=floor).round(0).alias("estimate"),
             (raw - pl.col("ci95_halfwidth")).clip(lower_bound=floor).round(0).alias("ci95_low"),
             (raw + pl.col("ci95_halfwidth")).clip(lower_bound=floor).round(0).alias("ci95_high"),
+            *_cut_postprocess(table),
         )
         if query.measure == "histogram":
             lead = columns[:-1]
@@ -624,7 +923,7 @@ def postprocess(result: QueryResult) -> pl.DataFrame:
         den = pl.col("denominator").clip(lower_bound=0.0)
         middle = (lo + hi) / 2
         rate = pl.when(den > 0).then((num / den).clip(lo, hi)).otherwise(middle)
-        out = table.with_columns(rate.round(4).alias("estimate"),
+        out = table.with_columns(*_cut_postprocess(table), rate.round(4).alias("estimate"),
                                  num.round(0).alias("numerator"),
                                  den.round(0).alias("denominator"),
                                  pl.col("ci95_low").round(4), pl.col("ci95_high").round(4))
@@ -634,4 +933,5 @@ def postprocess(result: QueryResult) -> pl.DataFrame:
             .round(4).alias("ci95_halfwidth"))
         return out.sort(columns) if columns else out
     order = [*columns, "quantile"]
-    return table.with_columns(pl.col("rows_estimate").clip(lower_bound=0.0).round(0)).sort(order)
+    return table.with_columns(pl.col("rows_estimate").clip(lower_bound=0.0).round(0),
+                              *_cut_postprocess(table)).sort(order)

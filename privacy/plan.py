@@ -223,6 +223,65 @@ class Bounds(_Frozen):
         return data
 
 
+#: Candidate rows per person and cell for ``bounds: auto`` (public: never from data).
+AUTO_ROWS_GRID: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+#: Candidate cells per person for ``bounds: auto`` (capped at the query's number of cells).
+AUTO_GROUPS_GRID: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 32, 48, 64, 128)
+
+
+class AutoBounds(_Frozen):
+    """``bounds: auto``: the engine chooses the bounds each run from DP estimates.
+
+    ``share`` of the query's ρ pays for the DP histograms of per-person contributions
+    (:mod:`privacy.autobounds`); the candidates are public grids, so the choice depends on
+    the data only through those charged DP outputs. The rule is part of the query (and so
+    of its ledger entry); the bounds it chose are in the signed result and its metadata.
+    """
+
+    auto: Literal[True] = True
+    share: ExactFraction = Fraction(1, 5)
+    max_rows_per_group: tuple[int, ...] = AUTO_ROWS_GRID
+    max_groups: tuple[int, ...] = AUTO_GROUPS_GRID
+
+    @model_validator(mode="after")
+    def _check(self) -> AutoBounds:
+        if not 0 < self.share < 1:
+            raise ValueError("share must be > 0 and < 1 (a fraction of the query's ρ)")
+        for name, grid in (("max_rows_per_group", self.max_rows_per_group),
+                           ("max_groups", self.max_groups)):
+            if not grid or any(isinstance(v, bool) or v < 1 for v in grid):
+                raise ValueError(f"{name} candidates must be whole numbers ≥ 1")
+            if list(grid) != sorted(set(grid)):
+                raise ValueError(f"{name} candidates must be increasing")
+        return self
+
+
+def _bounds_input(value: Any) -> Any:
+    """``auto`` (or a mapping with ``auto:``) → :class:`AutoBounds`; else :class:`Bounds`.
+
+    Errors of the inner model are re-raised as plain messages so that they read
+    ``releases[3].bounds: max_groups must be ≥ 1`` like every other plan error.
+    """
+    if isinstance(value, Bounds | AutoBounds):
+        return value
+    model: type[_Frozen] = Bounds
+    if value == "auto":
+        value, model = {"auto": True}, AutoBounds
+    elif isinstance(value, Mapping) and "auto" in value:
+        model = AutoBounds
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        message = str(first["msg"]).removeprefix("Value error, ")
+        field = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            message = f"{field} is not a known key"
+        elif field and not message.startswith(field):
+            message = f"{field}: {message}"
+        raise ValueError(message) from None
+
+
 class Query(_Frozen):
     """One published table: a measure over one table, grouped by public key sets only."""
 
@@ -236,7 +295,7 @@ class Query(_Frozen):
     value: str | None = None
     clip: tuple[float, float] | None = None
     quantiles: tuple[float, ...] = ()
-    bounds: Bounds
+    bounds: Annotated[Bounds | AutoBounds, BeforeValidator(_bounds_input)]
     share: ExactFraction
     min_group_size_note: str = ""
     cadence: Cadence = "daily"
@@ -264,7 +323,11 @@ class Query(_Frozen):
                                  f"{self.table} (allowed: {', '.join(sorted(FILTERABLE[self.table]))})")
             if not isinstance(wanted, bool | int | str):
                 raise ValueError(f"where: {column} must equal a boolean, number or code")
-        if not self.group_by and self.bounds.max_groups != 1:
+        if isinstance(self.bounds, AutoBounds):
+            if self.table == "persons":
+                raise ValueError("bounds: the persons table has one row per person; give "
+                                 "{max_groups: 1, max_rows_per_group: 1}, not auto")
+        elif not self.group_by and self.bounds.max_groups != 1:
             raise ValueError("bounds: max_groups must be 1 for an ungrouped query")
         self._check_measure()
         return self
@@ -295,6 +358,21 @@ class Query(_Frozen):
             raise ValueError(f"quantiles: only for a quantile measure, not {self.measure}")
         if self.measure == "histogram" and not self.group_by:
             raise ValueError("group_by: a histogram needs at least one group column")
+
+    @property
+    def auto_bounds(self) -> AutoBounds | None:
+        """The auto-bounds rule, or None when the plan fixes the bounds."""
+        return self.bounds if isinstance(self.bounds, AutoBounds) else None
+
+    def fixed_bounds(self) -> Bounds:
+        """The plan's fixed bounds (an auto query is resolved by the engine first)."""
+        if isinstance(self.bounds, AutoBounds):
+            raise PlanError(f"query {self.name}: bounds are auto; the engine chooses them")
+        return self.bounds
+
+    def with_bounds(self, bounds: Bounds) -> Query:
+        """This query with bounds fixed (what an auto query resolves to in one run)."""
+        return self.model_copy(update={"bounds": bounds})
 
     def clip_bounds(self) -> tuple[float, float]:
         """The clipping bounds in force: the plan's, else the column's default (legal cap)."""

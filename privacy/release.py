@@ -411,10 +411,24 @@ def _metadata(plan: Plan, query: Query, entry: LedgerEntry, result: QueryResultL
         f"{epsilon_equivalent(rho, cap.delta):.6g}",
         "budget_share": fraction_text(query.share),
         "cadence": query.cadence, "period": json.loads(entry.query).get("period"),
-        "bounds": {"max_groups": query.bounds.max_groups,
-                   "max_rows_per_group": query.bounds.max_rows_per_group},
+        "bounds": _bounds_used(query, engine_meta),
+        "rows_cut": engine_meta.get("rows_cut"),
         "clipping": None if clip is None else list(clip),
         "post_processing": engine_meta.get("post_processing", []),
         "snapshot_hash": entry.snapshot_hash, "created_at": created_at,
         "privacy_unit": plan.privacy_unit, "engine": engine_meta,
     }
+
+
+def _bounds_used(query: Query, engine_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The bounds the release applied: the plan's, or those an auto query chose under DP
+    (the ledger entry holds the rule ``auto``; the signed result holds what it chose)."""
+    rule = query.auto_bounds
+    if rule is None:
+        bounds = query.fixed_bounds()
+        return {"max_groups": bounds.max_groups,
+                "max_rows_per_group": bounds.max_rows_per_group}
+    chosen = engine_meta.get("bounds") or {}
+    return {"max_groups": chosen.get("max_groups"),
+            "max_rows_per_group": chosen.get("max_rows_per_group"),
+            "chosen_under_dp": True, "rule": "auto", "choice_share": fraction_text(rule.share)}

@@ -102,11 +102,23 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
                     "l'intervalle est plus large que l'estimation elle-même, la cellule est "
                     "marquée « trop incertain pour agir » (elle reste affichée, mais ne fondez "
                     "pas de décision dessus). Une estimation peut même être négative : c'est le "
-                    "bruit, la vraie valeur est proche de zéro.",
+                    "bruit, la vraie valeur est proche de zéro. Pour compter une personne très "
+                    "active sans la rendre visible, seules ses premières lignes comptent : "
+                    "chaque tableau dit quelle part des lignes a été écartée (une estimation "
+                    "elle aussi bruitée), et ses intervalles la rajoutent. Ce que ces "
+                    "intervalles ne couvrent pas est écrit sous le tableau : ce qu'il compte.",
         "noise_p3": "Le bruit est calculé pour la campagne entière : chaque publication consomme "
                     "une part d'un budget de confidentialité fixé à l'avance et vérifié par "
                     "l'auditeur. Demander plus souvent les mêmes chiffres n'est pas gratuit.",
         "uncertain": "trop incertain pour agir",
+        "cut_share": "Environ {share} des lignes dépassent les bornes ({bounds}) et ne sont "
+                     "pas comptées dans l'estimation brute ; les valeurs ci-dessous les "
+                     "rajoutent (estimation ± {half} lignes sur tout le tableau).",
+        "cut_rows": "Environ {rows} lignes (± {half}) dépassent les bornes ({bounds}) et ne "
+                    "sont pas comptées : ce tableau porte sur les autres lignes.",
+        "cut_rest": "Au-delà de {more}, les lignes d'une même personne ne sont comptées nulle "
+                    "part : l'intervalle couvre la vraie valeur de ces lignes-là, pas "
+                    "forcément le total.",
         "uncertain_count": "{count} valeur(s) sur {total} trop incertaine(s) pour agir",
         "no_releases": "Aucune publication pour l'instant : lancez une publication "
                        "(isoloir release) puis régénérez ce rapport.",
@@ -316,11 +328,22 @@ _MESSAGES: Mapping[str, Mapping[str, str]] = {
                     "cases. Small groups are hit hardest: when the interval is wider than the "
                     "estimate itself, the cell is flagged “too uncertain to act on” (it is still "
                     "shown, but do not base a decision on it). An estimate can even be "
-                    "negative: that is the noise, and the true value is close to zero.",
+                    "negative: that is the noise, and the true value is close to zero. To count "
+                    "a very active person without exposing them, only their first rows count: "
+                    "each table says what share of rows was left out (itself a noisy "
+                    "estimate), and its intervals add it back. What those intervals do not "
+                    "cover is written under the table: what it counts.",
         "noise_p3": "The noise is budgeted for the whole campaign: each release spends part of "
                     "a privacy budget fixed in advance and checked by the auditor. Asking for "
                     "the same numbers more often is not free.",
         "uncertain": "too uncertain to act on",
+        "cut_share": "About {share} of rows are beyond the bounds ({bounds}) and not in the "
+                     "raw count; the values below add them back (estimate ± {half} rows over "
+                     "the whole table).",
+        "cut_rows": "About {rows} rows (± {half}) are beyond the bounds ({bounds}) and not "
+                    "counted: this table is about the other rows.",
+        "cut_rest": "Beyond {more}, a person's rows are counted nowhere: the interval covers "
+                    "the true value of those rows, not necessarily the total.",
         "uncertain_count": "{count} of {total} value(s) too uncertain to act on",
         "no_releases": "Nothing has been published yet: run a release (isoloir release), then "
                        "generate this report again.",

@@ -137,10 +137,42 @@ def _number(value: Any) -> float | None:
 
 
 def cells_of(release: PublishedRelease) -> list[Cell]:
+    """The cells as shown: the bias-aware estimate and interval when the table has them
+    (count + the DP estimate of the rows its bounds cut), else the estimate as published."""
+    prefix = "bias_aware_" if release.rows and "bias_aware_estimate" in release.rows[0] else ""
     return [Cell(keys=tuple(row.get(c) for c in release.group_by),
-                 estimate=_number(row.get("estimate")), low=_number(row.get("ci95_low")),
-                 high=_number(row.get("ci95_high")),
-                 halfwidth=_number(row.get("ci95_halfwidth"))) for row in release.rows]
+                 estimate=_number(row.get(f"{prefix}estimate")),
+                 low=_number(row.get(f"{prefix}ci95_low")),
+                 high=_number(row.get(f"{prefix}ci95_high")),
+                 halfwidth=_number(row.get(f"{prefix}ci95_halfwidth")))
+            for row in release.rows]
+
+
+def _cut_note(release: PublishedRelease, tr: Translator) -> Markup:
+    """What the bounds left out, measured under DP, said next to the table (principle 12)."""
+    cut = release.meta.get("rows_cut")
+    if not isinstance(cut, Mapping) or not cut.get("measured"):
+        return Markup("")
+    bounds = release.meta.get("bounds") or {}
+    groups, per = bounds.get("max_groups"), bounds.get("max_rows_per_group")
+    text = (f"{per} row(s) × {groups} cell(s)" if tr.lang == "en"
+            else f"{per} ligne(s) × {groups} case(s)")
+    estimate = _number(cut.get("estimate")) or 0.0
+    half = _number(cut.get("ci95_halfwidth")) or 0.0
+    share = _number(cut.get("share_estimate"))
+    aware = bool(release.rows) and "bias_aware_estimate" in release.rows[0]
+    if aware and share is not None:
+        first = tr.t("cut_share", share=tr.number(share * 100, 0) + (NBSP + "%"
+                                                                 if tr.lang == "fr" else "%"),
+                     bounds=text, half=tr.number(half, 0))
+    else:
+        first = tr.t("cut_rows", rows=tr.number(max(estimate, 0.0), 0),
+                     half=tr.number(half, 0), bounds=text)
+    more_bound = cut.get("bound") or {}
+    more = (f"{per} + {more_bound.get('max_rows_per_group')} row(s) per cell"
+            if tr.lang == "en" else
+            f"{per} + {more_bound.get('max_rows_per_group')} ligne(s) par case")
+    return tag("p", first + " " + tr.t("cut_rest", more=more), class_="note cut")
 
 
 # --------------------------------------------------------------------------- labels
@@ -465,7 +497,8 @@ def _section(release: PublishedRelease, anchor: str, tr: Translator, geo: Geogra
         body = _matrix(release, cells, tr, display, geo, title)
     else:
         body = _long(release, cells, tr, display, geo, title)
-    parts: list[object] = [head, sub, _uncertain_summary(tr, cells), body]
+    parts: list[object] = [head, sub, _cut_note(release, tr), _uncertain_summary(tr, cells),
+                           body]
     if note and tr.lang == "en":  # plans write their notes in English: no mixed languages
         parts.append(tag("p", str(note), class_="note"))
     return Markup(f'<section class="report-section" id="{esc(anchor)}" '

@@ -37,6 +37,8 @@ from core.settings import load_settings
 from core.vocabulary import CAP_PER_PARTY_YEAR_CENTS
 from privacy import audit_dp
 from privacy.accountant import epsilon_equivalent
+from privacy.autobounds import excess_bounds, profile_bins
+from privacy.bounding import bound_with_excess
 from privacy.plan import Bounds, load_plan, parse_plan
 
 FAMILY_TRIALS = 500
@@ -97,7 +99,7 @@ def test_every_family_stays_within_the_epsilon_the_ledger_declares(
 
 def _no_bounding(real: Any) -> Any:
     def unbounded(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int, shape: Any,
-                  clipping: Any = None) -> pl.DataFrame:
+                  clipping: Any = None) -> tuple[pl.DataFrame, pl.DataFrame]:
         return real(rows, bounds=Bounds(max_groups=n_cells, max_rows_per_group=1000),
                     n_cells=n_cells, shape=shape, clipping=clipping)
     return unbounded
@@ -106,7 +108,9 @@ def _no_bounding(real: Any) -> Any:
 def test_mutation_a_bounding_off_makes_the_audit_fail(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(engine, "bound_contributions", _no_bounding(engine.bound_contributions))
+    # The engine bounds (and splits off the rows cut) with bound_with_excess: switched off
+    # there, the count keeps everything and the rows-cut count sees nothing cut.
+    monkeypatch.setattr(engine, "bound_with_excess", _no_bounding(engine.bound_with_excess))
     r = _audit("bounded_count", 1_200, tmp_path)
     _say(capsys, "mutation (a) bounding off: " + _row(r))
     assert not r.passed
@@ -119,9 +123,9 @@ def test_mutation_b_half_the_noise_makes_the_audit_fail(
         capsys: pytest.CaptureFixture[str]) -> None:
     real = engine._measurement
 
-    def half_noise(spec: Any, query: Any, schema: Any, n_cells: int,
-                   rho: float) -> tuple[Any, list[Any], float]:
-        measurement, d_in, spent = real(spec, query, schema, n_cells, 4 * rho)
+    def half_noise(spec: Any, query: Any, schema: Any, n_cells: int, rho: float,
+                   groups: int | None = None) -> tuple[Any, list[Any], float]:
+        measurement, d_in, spent = real(spec, query, schema, n_cells, 4 * rho, groups)
         return measurement, d_in, spent / 4  # claims ρ, adds the noise of 4ρ (σ / 2)
 
     monkeypatch.setattr(engine, "_measurement", half_noise)
@@ -172,7 +176,14 @@ def test_the_newcomer_goes_past_every_bound_in_every_cell(tmp_path: Path) -> Non
         cells = engine.cell_keys(PLAN, query)
         per_cell = newcomer.group_by(list(query.group_by)).len()
         assert per_cell.height == cells.n_cells  # present in every public cell
-        assert int(per_cell["len"].min()) > query.bounds.max_rows_per_group  # past the bound
+        # Past the largest bound the query may apply (for bounds: auto, the largest public
+        # candidate, whichever the DP choice draws) and past the rows-cut count's bound too.
+        largest = audit_dp.largest_bounds(query)
+        if query.auto_bounds is not None:
+            assert largest.max_rows_per_group == max(query.auto_bounds.max_rows_per_group)
+            assert largest.max_groups >= cells.n_cells  # every cell: more than any G can keep
+        beyond = largest.max_rows_per_group + excess_bounds(largest).max_rows_per_group
+        assert int(per_cell["len"].min()) > beyond
         if query.value == "amount_cents":
             assert newcomer["amount_cents"].unique().to_list() == [CAP_PER_PARTY_YEAR_CENTS]
         if query.value == "contact_made":
@@ -182,14 +193,32 @@ def test_the_newcomer_goes_past_every_bound_in_every_cell(tmp_path: Path) -> Non
             pl.when(pl.col("person_key") > key).then(pl.col("person_key") - 1)
             .otherwise(pl.col("person_key")).alias("person_key"))
         assert others.equals(d)
-        # The real bounding cuts the newcomer back to the declaration.
+        # The real bounding cuts the newcomer back to the declaration, for every bound the
+        # query may apply (an auto query's every candidate), and the rows-cut count's bound
+        # cuts them again.
         rows = engine.load_rows(query, neighbour, cells)
-        spec = engine._spec(query)
-        bounded = engine.bound_contributions(rows, bounds=query.bounds, n_cells=cells.n_cells,
-                                             shape="rows" if spec.shape == "rows" else
-                                             "aggregate", clipping=spec.clipping)
-        mine = bounded.filter(pl.col("person_key") == key)
-        assert mine["cell"].n_unique() == query.bounds.max_groups
+        rule = query.auto_bounds
+        candidates = [query.fixed_bounds()] if rule is None else [
+            Bounds(max_groups=g, max_rows_per_group=r)
+            for g in sorted({min(g, cells.n_cells) for g in rule.max_groups})
+            for r in rule.max_rows_per_group]
+        for bounds in candidates:
+            fixed = query.with_bounds(bounds)
+            spec = engine._spec(fixed)
+            bounded, excess = bound_with_excess(
+                rows, bounds=bounds, n_cells=cells.n_cells,
+                shape="rows" if spec.shape == "rows" else "aggregate", clipping=spec.clipping)
+            mine = bounded.filter(pl.col("person_key") == key)
+            assert mine["cell"].n_unique() == bounds.max_groups
+            if engine.measures_rows_cut(query):
+                cut = excess.filter(pl.col("person_key") == key)
+                assert cut.height == cells.n_cells and int(cut["n"].min()) > excess_bounds(
+                    bounds).max_rows_per_group
+        if rule is not None:  # the newcomer is in the top bin of both histograms
+            bins = profile_bins(rule, cells.n_cells)
+            top = sorted(engine.choice_frame(rows.filter(pl.col("person_key") == key),
+                                             bins)["cell"].to_list())
+            assert top == [bins.groups_top - 1, bins.n_bins - 1]
 
 
 def test_base_snapshot_is_fixed_and_needs_no_random_generator() -> None:

@@ -221,6 +221,8 @@ def test_a_person_with_500_contacts_moves_any_count_by_at_most_the_declared_boun
         tmp_path: Path, name: str) -> None:
     plan = load_plan()
     query = next(q for q in plan.releases if q.name == name)
+    if query.auto_bounds is not None:  # any bound the choice may return must hold the same way
+        query = query.with_bounds(Bounds(max_groups=12, max_rows_per_group=3))
     with_heavy = _released_columns(query, plan, _contacts_snapshot(tmp_path / "a", with_heavy=True))
     without = _released_columns(query, plan, _contacts_snapshot(tmp_path / "b", with_heavy=False))
     limit, groups = query.bounds.max_rows_per_group, query.bounds.max_groups

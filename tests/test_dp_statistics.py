@@ -8,6 +8,10 @@ are deterministic); every release draws fresh noise from OpenDP. Over the 2,000 
   between 93 % and 97 % of the time;
 * the mean absolute error is within 10 % of what the stated noise scale predicts
   (σ·√(2/π) for Gaussian noise).
+
+The count's measurement gets its part of ρ (``metadata["rho_split"]``): the rest counts the
+rows the bounds cut. A second test does the same with ``bounds: auto`` against the *truth*
+(every row, nothing cut), through the bias-aware interval.
 """
 
 from __future__ import annotations
@@ -65,10 +69,39 @@ def test_intervals_cover_and_errors_match_the_stated_scale(tmp_path: Path) -> No
     scale = results[0].table["noise_scale"][0]
     errors = estimates - truth
     assert errors.shape == (RELEASES, 27)
-    assert scale == pytest.approx(math.sqrt(4) * 2 / math.sqrt(2 * 0.01))  # σ = √G·R/√(2ρ)
+    measured = float(Fraction(results[0].metadata["rho_split"]["measurement"]))
+    assert measured == pytest.approx(0.01 * 2 / 3)  # R = 2 against the rows-cut bound's 1
+    assert scale == pytest.approx(math.sqrt(4) * 2 / math.sqrt(2 * measured))  # √G·R/√(2ρ)
     coverage = float(np.mean(np.abs(errors) <= halfwidth))
     assert 0.93 <= coverage <= 0.97, coverage
     predicted = scale * math.sqrt(2 / math.pi)
     observed = float(np.mean(np.abs(errors)))
     assert abs(observed - predicted) <= 0.10 * predicted, (observed, predicted)
     assert abs(float(np.mean(errors))) < 0.05 * scale  # unbiased around the bounded count
+
+
+def test_auto_bounds_bias_aware_intervals_cover_the_truth(tmp_path: Path) -> None:
+    plan = parse_plan({
+        "dataset_id": "stats", "privacy_unit": "person", "cap": {"rho": "10"},
+        "per_run": {"rho": "1/100"}, "cadence": "test", "period": ["2026-01-01", "2026-06-30"],
+        "releases": [{"name": "attempts_by_week", "title": "t", "title_fr": "t",
+                      "measure": "count", "table": "contacts", "group_by": ["week"],
+                      "bounds": "auto", "share": 1}]})
+    query = plan.releases[0]
+    data = _snapshot(tmp_path)
+    compiled = compile_query(query, plan, data, Fraction(1, 100))  # draws the choice once
+    rows = pl.read_parquet(data.tables["contacts"])
+    truth = (compiled.cells.labels.join(rows.group_by("week").len(), on="week", how="left")
+             .sort("cell")["len"].fill_null(0).cast(pl.Float64).to_numpy())
+
+    results = compiled.release(RELEASES)
+
+    aware = np.stack([r.table["bias_aware_estimate"].to_numpy() for r in results])
+    halfwidth = results[0].table["bias_aware_ci95_halfwidth"][0]
+    coverage = float(np.mean(np.abs(aware - truth) <= halfwidth))
+    assert 0.90 <= coverage <= 0.99, (coverage, compiled.query.bounds)
+    plain = np.stack([r.table["estimate"].to_numpy() for r in results])
+    # the bounded count is low (bias); the bias-aware estimate is centred far closer to the
+    # truth (what it still misses: rows beyond both bounds)
+    assert abs(float(np.mean(aware - truth))) < 0.5 * abs(float(np.mean(plain - truth)))
+    assert abs(float(np.mean(aware - truth))) < 0.25 * halfwidth

@@ -217,10 +217,15 @@ def test_noise_scale_is_what_the_declared_bound_implies(small: Any) -> None:
         query = next(q for q in plan.releases if q.name == name)
         cost = query_cost(plan, query)
         result = run_query(query, plan, data, cost)
-        g, r = query.bounds.max_groups, query.bounds.max_rows_per_group
+        bounds = result.query.fixed_bounds()  # an auto query's chosen bounds
+        g, r = bounds.max_groups, bounds.max_rows_per_group
         per_cell = r if query.measure == "count" else query.clip_bounds()[1]
         sensitivity = math.sqrt(g) * per_cell  # L2 over the cells one person can touch
-        expected = sensitivity / math.sqrt(2 * float(cost))
+        # the measurement's own part of the charge (the rest chose bounds, counted rows cut)
+        measured = Fraction(result.metadata["rho_split"]["measurement"])
+        assert measured <= cost
+        assert sum(Fraction(v) for v in result.metadata["rho_split"].values()) == cost
+        expected = sensitivity / math.sqrt(2 * float(measured))
         assert result.table["noise_scale"][0] == pytest.approx(expected, rel=1e-6), name
         assert result.metadata["declared_to_opendp"][0] == {
             "by": ["cell"], "per_group": 1, "num_groups": g}

@@ -1,0 +1,134 @@
+"""What a plan will publish, before it spends anything: ``isoloir plan check``.
+
+Why: a query whose typical cell is smaller than its own interval publishes noise, and the
+only time to fix that for free is before the run is charged. This check computes, from the
+plan and the *sizes* of the tables (persons, contacts, donations rows, which the operator
+already knows; nothing here is published and no noise is drawn, so nothing is charged),
+for every query:
+
+* the 95 % half-width each cell will carry (OpenDP's noise at the plan's bounds and ρ,
+  with the query's ρ split as the engine splits it: :func:`privacy.autobounds.split_rho`;
+  for ``bounds: auto`` the range over the candidates it may choose);
+* the bias: zero where nothing can be cut (one row per person), otherwise unknown from
+  sizes alone: the release measures it under DP;
+* the typical cell: the table's size over its cells, times a planning share for ``where``
+  filters (:data:`PLANNING_SHARES`, public assumptions, not data);
+* a flag, ``trop incertain``, when the half-width is at least the typical cell.
+
+>>> from privacy.plan import load_plan
+>>> rows = check_plan(load_plan(), Sizes(persons=50_000, contacts=150_000, donations=10_000))
+>>> [r.query for r in rows if r.too_uncertain]
+['volunteers_by_departement', 'donations_count_by_region']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import opendp.prelude as dp
+
+from privacy.autobounds import combined_sigma, noise_sigma, split_rho
+from privacy.plan import Bounds, Plan, Query, public_keys, query_cost
+
+#: Planning shares of ``where`` filters (public assumptions about a campaign, not data).
+PLANNING_SHARES: dict[str, float] = {
+    "is_volunteer": 0.05, "is_donor": 0.25, "email_opt_in": 0.6, "mobile_opt_in": 0.4,
+    "contact_made": 0.3, "recurring": 0.2,
+}
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Rows of each table (persons = people)."""
+
+    persons: int
+    contacts: int
+    donations: int
+
+    def rows(self, table: str) -> int:
+        return int(getattr(self, table))
+
+
+@dataclass(frozen=True)
+class QueryCheck:
+    """One query's expected accuracy at these sizes."""
+
+    query: str
+    measure: str
+    cells: int
+    bounds: str
+    typical_cell: float | None
+    halfwidth: float | None  # published interval (bias-aware one for counts that have it)
+    halfwidth_max: float | None  # auto bounds: the widest candidate
+    bias: str
+    too_uncertain: bool
+    note: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _halfwidth(sigma: float) -> float:
+    return float(dp.gaussian_scale_to_accuracy(sigma, 0.05)) if sigma > 0 else 0.0
+
+
+def _count_halfwidth(query: Query, bounds: Bounds, rho: Any, rho_rest: Any) -> float:
+    if query.table == "persons":
+        return _halfwidth(noise_sigma(bounds, rho_rest))
+    return _halfwidth(combined_sigma(bounds, rho_rest))
+
+
+def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
+    """Expected half-width, bias and flag of one query (no data read, nothing charged)."""
+    cells = 1
+    for column in query.group_by:
+        cells *= len(public_keys(plan, column))
+    rho = query_cost(plan, query)
+    share = 1.0
+    for column, wanted in query.where.items():
+        if column in PLANNING_SHARES:
+            share *= PLANNING_SHARES[column] if wanted else 1 - PLANNING_SHARES[column]
+    typical = sizes.rows(query.table) * share / cells
+    rule = query.auto_bounds
+    choose, _, _ = split_rho(rho, auto_share=None if rule is None else rule.share, main=None)
+    rest = rho - choose
+    if rule is None:
+        candidates = [query.fixed_bounds()]
+        label = f"{candidates[0].max_groups} × {candidates[0].max_rows_per_group}"
+    else:
+        candidates = [Bounds(max_groups=min(g, cells), max_rows_per_group=r)
+                      for g in rule.max_groups for r in rule.max_rows_per_group]
+        label = "auto"
+    bias = "0 (one row per person)" if query.table == "persons" else "measured at release"
+    note = ""
+    if query.measure in ("count", "histogram"):
+        widths = [_count_halfwidth(query, b, rho, rest) for b in candidates]
+    elif query.measure == "mean":
+        # rate ≈ numerator / denominator: relative half-width of the count, as a rate
+        widths = [_count_halfwidth(query, b, rho, rest) / max(typical, 1.0) for b in candidates]
+        typical = 1.0
+        note = "rate: half-width relative to a rate of 1"
+    else:
+        widths = []
+        note = ("sums and quantiles: their half-width depends on the values; see the "
+                "published ci95_halfwidth")
+    half = min(widths) if widths else None
+    if rule is not None and widths:
+        # the engine picks the least expected error, not the least noise: show the range
+        half = sorted(widths)[len(widths) // 4]
+    widest = max(widths) if widths and rule is not None else None
+    flagged = half is not None and half >= typical
+    return QueryCheck(query=query.name, measure=query.measure, cells=cells, bounds=label,
+                      typical_cell=None if query.measure in ("sum", "quantile") else typical,
+                      halfwidth=None if half is None else round(half, 4 if typical <= 1 else 0),
+                      halfwidth_max=None if widest is None else round(widest, 1),
+                      bias=bias, too_uncertain=flagged, note=note)
+
+
+def check_plan(plan: Plan, sizes: Sizes) -> list[QueryCheck]:
+    """:func:`check_query` for every query of the plan, in plan order."""
+    return [check_query(plan, q, sizes) for q in plan.releases]
+
+
