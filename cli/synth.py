@@ -41,9 +41,10 @@ def synth(
         formats=_DATE, help="First day of the campaign (default 2026-01-05).")] = None,
     end: Annotated[datetime | None, typer.Option(
         formats=_DATE, help="Last day of the campaign (default 2026-06-28).")] = None,
-    core_only: Annotated[bool, typer.Option(
-        "--core-only", help="Write only the four core exports (the ones the ground truth "
-        "describes), not the other tools' exports of the same people.")] = False,
+    all_sources: Annotated[bool, typer.Option(
+        "--all-sources", help="Also write the other tools' exports of the same people "
+        "(Action Network, Action Populaire, NationBuilder contacts and donations, VAN My "
+        "Voters); the ground truth describes the four core exports only.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Generate synthetic campaign exports plus an exact ground-truth file (tests only).
@@ -51,9 +52,10 @@ def synth(
     Writes nationbuilder_people.csv (UTF-8 BOM), van_contact_history.txt (tab),
     porte_a_porte.csv (cp1252, ';', decimal comma) and donations.csv, with the same people
     written differently across files, and ground_truth.json with exact aggregates of those
-    four. Unless --core-only, the same people also appear in action_network_people.csv,
+    four. With --all-sources, the same people also appear in action_network_people.csv,
     action_populaire.csv, nationbuilder_contacts.csv, nationbuilder_donations.csv and
-    van_my_voters.txt (for reading tests; not in the ground truth).
+    van_my_voters.txt (for reading tests; not in the ground truth, so comparisons with it
+    use the four core files only).
     """
     from transforms.synth import (
         DEFAULT_END,
@@ -73,7 +75,7 @@ def synth(
         config = SynthConfig(
             people=people, seed=seed, contacts_per_person=contacts_per_person,
             start=start.date() if start else DEFAULT_START,
-            end=end.date() if end else DEFAULT_END, extra_sources=not core_only,
+            end=end.date() if end else DEFAULT_END, extra_sources=all_sources,
         )
         began = time.perf_counter()
         with Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(),

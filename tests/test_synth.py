@@ -383,7 +383,8 @@ def test_cli_writes_a_campaign(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["synth", "--people", "300", "--seed", "5", "--out", str(out),
-                                      "--start", "2026-02-02", "--end", "2026-03-29", "--json"])
+                                      "--start", "2026-02-02", "--end", "2026-03-29", "--json",
+                                      "--all-sources"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["ok"] and doc["people"] == 300
@@ -406,8 +407,10 @@ def test_cli_default_output_keeps_ground_truth_out_of_landing(isoloir_home: Path
     result = CliRunner().invoke(app, ["synth", "--people", "200"])
     assert result.exit_code == 0, result.output
     landing = isoloir_home / "landing"
-    assert (landing / "nationbuilder_people.csv").exists()
-    assert not (landing / "ground_truth.json").exists()
+    # by default, exactly the four exports the ground truth describes
+    assert sorted(p.name for p in landing.iterdir()) == [
+        "donations.csv", "nationbuilder_people.csv", "porte_a_porte.csv",
+        "van_contact_history.txt"]
     assert (isoloir_home / "synth" / "ground_truth.json").exists()
 
 

@@ -8,7 +8,7 @@ Engineers test the pipeline on these files instead of real personal data. One ru
 * ``donations.csv`` (``donations``): UTF-8 comma, euros with a dot;
 * ``ground_truth.json``: exact aggregates for tests and benchmarks (never ingested).
 
-With ``extra_sources=True`` (what ``isoloir synth`` does unless ``--core-only``), five more
+With ``extra_sources=True`` (``isoloir synth --all-sources``), five more
 exports of the same people are written beside them (:mod:`transforms.synth_sources`):
 ``action_network_people.csv``, ``action_populaire.csv``, ``nationbuilder_contacts.csv``,
 ``nationbuilder_donations.csv`` and ``van_my_voters.txt``. They draw from a generator of their
