@@ -19,6 +19,12 @@ keys_app = typer.Typer(help="Create, rotate and inspect keys (ids only: key byte
 app.add_typer(keys_app, name="keys")
 
 
+class KeyInUse(KeyMaterialError):
+    """A key version cannot be retired: stored rows are still keyed by it."""
+
+    exit_code = EXIT_FAILURE
+
+
 @keys_app.command("init")
 def init(
     key_file: Annotated[Path | None, typer.Option(
@@ -157,12 +163,6 @@ def retire(
         emit_json({"ok": True, "retired": f"k{version}", "key_file": str(path)})
         return
     console.print(f"retired key k{version} from {path}: nothing stored used it", highlight=False)
-
-
-class KeyInUse(KeyMaterialError):
-    """A key version cannot be retired: stored rows are still keyed by it."""
-
-    exit_code = EXIT_FAILURE
 
 
 @keys_app.command("rekey")

@@ -131,7 +131,7 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
         profile = opened.profile
         plan = opened.plan(chunk_rows or settings.chunk_rows, validate=True)
         out = work / f"{sha}.{profile.kind}.parquet"
-        job = StageJob(plan=plan, keyring=keyring, dataset=dataset, file_sha256=sha,
+        job = StageJob(plan=plan, keyring=keyring, dataset=dataset,
                        objections=objections, parts_dir=work / f"{sha}.parts")
         total = ChunkStats.total(stage_file(
             job, out, progress=progress,

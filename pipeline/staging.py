@@ -41,7 +41,6 @@ class StageJob:
     plan: ReadPlan
     keyring: Keyring = field(repr=False)
     dataset: str
-    file_sha256: str
     objections: frozenset[str] = field(repr=False)
     parts_dir: Path
 
@@ -73,7 +72,7 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
     normalized, nstats = normalize_chunk(raw, job.plan.profile, job.plan.path.name)
     del raw
     pseudo, pstats = pseudonymize_chunk(normalized, job.plan.profile.kind, dataset=job.dataset,
-                                        keyring=job.keyring, file_sha256=job.file_sha256,
+                                        keyring=job.keyring,
                                         objections=job.objections,
                                         natural_key=job.plan.profile.natural_key)
     del normalized

@@ -114,7 +114,7 @@ def _hash_text(pseudonymizer: Pseudonymizer, kind: str, text: pd.Series) -> pd.S
 
 
 def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, keyring: Keyring,
-                       file_sha256: str, objections: frozenset[str] = frozenset(),
+                       objections: frozenset[str] = frozenset(),
                        natural_key: tuple[str, ...] = ()) -> tuple[pd.DataFrame,
                                                                    PseudonymizeStats]:
     """Pseudonymize one normalized chunk; the result holds only allow-listed columns.
@@ -125,9 +125,7 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
     rotation never splits a human into two persons. A ``do_not_contact`` row, or one naming
     someone on the objection list, keeps only its identifier pseudonyms and
     ``withdrawn = true``: the load removes that person everywhere and lists the identifiers.
-    ``file_sha256`` is unused since events are keyed by content, kept for callers.
     """
-    del file_sha256
     rows_in = len(normalized)
     basis = normalized["lawful_basis"].fillna(False).astype(bool)
     withdrawn_in = normalized["withdrawn"].fillna(False).astype(bool) \

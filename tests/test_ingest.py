@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from core.settings import load_settings
 from pipeline.ingest import ingest_file
 from privacy.keys import load_keyring
 from tests.helpers import exports
-from warehouse import store
+from warehouse import erasure, store
 from warehouse.db import ensure_schema, make_engine
 from warehouse.schema import contacts, donations, identifier_links, ingested_files, persons
 
@@ -135,7 +136,8 @@ def test_do_not_contact_and_objections_are_excluded_and_counted(isoloir_home: Pa
 
     objected = pseudonymize_identifiers(keyring, "campaign", "email", ["person3@example.org"])
     with engine.begin() as conn:
-        store.add_objections(conn, objected, "objection", "2026-01-01T00:00:00+00:00")
+        erasure.add_to_objection_list(conn, objected, "objection",
+                                      datetime(2026, 1, 1, tzinfo=UTC))
     f = exports.nationbuilder_people(settings.landing / "nb.csv", extra_rows=10,
                                      do_not_contact_ids=("2001", "2002"))
     result = ingest_file(f, settings, engine, keyring, source="nationbuilder_people")

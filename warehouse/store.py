@@ -218,16 +218,6 @@ def table_counts(conn: Connection) -> dict[str, int]:
             for t in (persons, contacts, donations, identifier_links, ingested_files)}
 
 
-def add_objections(conn: Connection, pseudonyms: Iterable[str], reason: str, at: str) -> int:
-    """Record objection/erasure pseudonyms (idempotent)."""
-    have = objection_pseudonyms(conn)
-    fresh = sorted(set(pseudonyms) - have)
-    if fresh:
-        conn.execute(insert(objections), [{"pseudonym": p, "reason": reason, "recorded_at": at}
-                                          for p in fresh])
-    return len(fresh)
-
-
 # ------------------------------------------------------------------ keyed lookups and edits
 
 #: From this many keys on, a lookup joins a temporary table instead of batched ``IN`` lists.
