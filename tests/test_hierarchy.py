@@ -129,10 +129,10 @@ def test_whole_counts_are_non_negative_and_add_up_exactly(
 
 
 def test_unbiased_on_average_and_less_variable_than_the_direct_counts() -> None:
-    """Over 2,000 draws on the French tree: the mean error of the WLS estimate is within
-    4 standard errors of 0 everywhere; the whole non-negative counts are within 1 person on
-    average for cells far from 0; the région error is smaller than the direct count's, and
-    matches the closed-form variance."""
+    """Over 600 draws on the French tree: the mean error of the WLS estimate is within
+    4 standard errors of 0 everywhere; the whole non-negative counts differ from it by their
+    rounding only, for cells far from 0; the errors' variance is the closed-form one; the
+    région error is smaller than the direct count's."""
     geo = load_geography()
     plan = load_plan()
     supporters = next(q for q in plan.releases if q.name == "supporters_by_departement")
@@ -142,7 +142,7 @@ def test_unbiased_on_average_and_less_variable_than_the_direct_counts() -> None:
     truth_reg = np.bincount(tree.parents[1], weights=truth_dep, minlength=tree.sizes[1])
     truth = [np.array([truth_dep.sum()]), truth_reg, truth_dep]
     sigmas = [40.0, 30.0, 20.0]
-    draws = 2000
+    draws = 600
     errors = [np.zeros((draws, n)) for n in tree.sizes]
     whole_errors = [np.zeros((draws, n)) for n in tree.sizes]
     direct_reg = np.zeros((draws, tree.sizes[1]))
@@ -152,14 +152,17 @@ def test_unbiased_on_average_and_less_variable_than_the_direct_counts() -> None:
         whole = nonnegative_integers(tree, fit)
         for level in range(3):
             errors[level][d] = fit.values[level] - truth[level]
-            whole_errors[level][d] = whole[level] - truth[level]
+            whole_errors[level][d] = whole[level] - fit.values[level]
         direct_reg[d] = noisy[1] - truth_reg
     variances = wls(tree, [np.zeros(n) for n in tree.sizes], [s * s for s in sigmas]).variances
     for level in range(3):
         se = np.sqrt(variances[level] / draws)
         assert np.all(np.abs(errors[level].mean(axis=0)) < 4 * se)
-        assert np.abs(whole_errors[level].mean(axis=0)).max() < 1.5
-        assert errors[level].var(axis=0) == pytest.approx(variances[level], rel=0.15)
+        assert np.abs(whole_errors[level]).max() < 1.5  # roundings, this and above
+        assert np.abs(whole_errors[level].mean(axis=0)).max() < 0.5
+        ratio = errors[level].var(axis=0) / variances[level]
+        spread = 4 * np.sqrt(2 / (draws * ratio.size))  # 4 standard errors of the mean ratio
+        assert abs(ratio.mean() - 1) < spread and np.all(np.abs(ratio - 1) < 0.4)
     assert np.abs(errors[1]).mean() < 0.9 * np.abs(direct_reg).mean()
     assert len(geo.regions) == tree.sizes[1]
 
