@@ -325,3 +325,60 @@ def test_a_hierarchical_release_adds_up_is_charged_once_and_replays(
     again = run_release(settings_, plan, "day-1", logical_date=logical)
     assert again.replayed == 2 and published_bytes(settings_) == before
     assert verify_settings(settings_).ok
+
+
+# --------------------------------------------------------------------------- accuracy
+
+def _persons(directory: Path, people: int) -> object:
+    """A persons snapshot spread over every département (its région from the COG)."""
+    from privacy.engine import ReleaseData
+    from warehouse.reader import SNAPSHOT_SCHEMAS
+
+    geo = load_geography()
+    deps = sorted(geo.departements)
+    rng = np.random.default_rng(4)
+    weights = rng.uniform(0.2, 3.0, len(deps))
+    chosen = rng.choice(len(deps), size=people, p=weights / weights.sum())
+    schema = dict(SNAPSHOT_SCHEMAS["persons"])
+    frame = pl.DataFrame({"person_key": np.arange(people),
+                          "departement": [deps[i] for i in chosen],
+                          "region": [geo.departement_region[deps[i]] for i in chosen]}
+                         ).with_columns(*(pl.lit(None, dtype).alias(c) for c, dtype
+                                          in schema.items()
+                                          if c not in ("person_key", "departement", "region"))
+                                        ).select(list(schema)).cast(schema)  # type: ignore[arg-type]
+    directory.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(directory / "persons.parquet")
+    return ReleaseData(tables={"persons": directory / "persons.parquet"}, snapshot_hash="h")
+
+
+def test_consistent_regions_beat_a_direct_release_at_the_same_total_budget(
+        tmp_path: Path) -> None:
+    """Issue 16: 40 releases with OpenDP's noise of the default plan's supporters hierarchy
+    (ρ_T = 3/24 of a day) against the région table released alone at yesterday's 1/3 of ρ_T
+    (the département table taking the rest): every release adds up exactly, and the région
+    mean absolute error is lower (closed form: ± 88 against ± 107, a ratio near 0.82)."""
+    from privacy.engine import compile_query, postprocess
+
+    plan = load_plan()
+    query = next(q for q in plan.releases if q.name == "supporters_by_departement")
+    levels = query.level_queries()
+    data = _persons(tmp_path / "snap", 4_000)
+    frame = pl.read_parquet(tmp_path / "snap" / "persons.parquet")
+    truth = dict(frame.group_by("region").len().iter_rows())
+    total = Fraction(1, 250) * query.share
+    draws = 40
+    released = [compile_query(q, plan, data, total * lv.share).release(draws)  # type: ignore[arg-type]
+                for q, lv in zip(levels, query.hierarchy, strict=True)]
+    direct = compile_query(levels[1], plan, data, total / 3).release(draws)  # type: ignore[arg-type]
+    consistent_errors, direct_errors = [], []
+    for draw in range(draws):
+        national, region, dep = (t.table for t in consistent_tables(
+            plan, query, [level[draw].table for level in released]))
+        assert national["estimate"].sum() == region["estimate"].sum() == dep["estimate"].sum()
+        consistent_errors += [abs(e - truth.get(r, 0)) for r, e in
+                              region.select("region", "estimate").iter_rows()]
+        alone = postprocess(direct[draw])
+        direct_errors += [abs(e - truth.get(r, 0)) for r, e in
+                          alone.select("region", "estimate").iter_rows()]
+    assert np.mean(consistent_errors) < 0.92 * np.mean(direct_errors)
