@@ -385,6 +385,46 @@ def test_layouts_trend_matrix_rate_and_euros(settings: Settings) -> None:
     assert "Île-de-France" in money.text()
 
 
+def test_a_hierarchy_shows_consistent_tables_that_add_up(settings: Settings) -> None:
+    """Issue 16: the supporters hierarchy publishes national, région and département tables
+    under their stable names; the report shows the consistent values (which add up), with
+    the recomputed intervals, and a map for the département level."""
+    one = {"max_groups": 1, "max_rows_per_group": 1}
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
+        "per_run": {"rho": "1/100"}, "cadence": "daily",
+        "period": ["2026-01-01", "2026-03-31"],
+        "releases": [{"name": "supporters_by_departement", "title": "Supporters by département",
+                      "title_fr": "Sympathisants par département", "measure": "count",
+                      "table": "persons", "group_by": ["departement"], "bounds": one,
+                      "share": "1", "hierarchy": [
+                          {"level": "national", "share": "1/24", "name": "supporters_national",
+                           "title": "Supporters (national)",
+                           "title_fr": "Sympathisants (France entière)"},
+                          {"level": "region", "share": "7/24", "name": "supporters_by_region",
+                           "title": "Supporters by région",
+                           "title_fr": "Sympathisants par région"},
+                          {"level": "departement", "share": "16/24"}]}]})
+    publish(settings, plan=plan)
+    dom = parse_html(write_strategist_report(settings, generated_at=GENERATED).read_text())
+    national = read_table(settings, "supporters_national")
+    region = read_table(settings, "supporters_by_region")
+    dep = read_table(settings, "supporters_by_departement")
+    assert national["estimate"].sum() == region["estimate"].sum() == dep["estimate"].sum()
+    fr = translator("fr")
+    assert Display("count").pm(fr, national["estimate"][0], national["ci95_halfwidth"][0]) \
+        in section(dom, "supporters_national").text()
+    rows = section(dom, "supporters_by_region").find("table").rows()
+    shown = {r[1]: r[2] for r in rows}
+    geo = load_geography()
+    for row in region.iter_rows(named=True):
+        name = geo.regions[row["region"]]
+        assert any(label.endswith(name) for label in shown)
+        assert Display("count").pm(fr, row["estimate"], row["ci95_halfwidth"]) in [
+            v for label, v in shown.items() if label.endswith(name)]
+    assert section(dom, "supporters_by_departement").find_all("figure", class_="map")
+
+
 def test_several_quantiles_per_group_are_shown_side_by_side(settings: Settings) -> None:
     plan = parse_plan({
         "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
