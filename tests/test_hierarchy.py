@@ -321,6 +321,10 @@ def test_a_hierarchical_release_adds_up_is_charged_once_and_replays(
     assert meta["hierarchy"]["intervals"].startswith("recomputed")
     assert [lv["table"] for lv in meta["hierarchy"]["levels"]] == [
         "supporters_national", "supporters_by_region", "supporters_by_departement"]
+    from pipeline.tasks import validate_published_files
+
+    checked = validate_published_files({}, settings_)  # the published GX suite, every table
+    assert checked["published_validated"] == 5
     before = published_bytes(settings_)
     again = run_release(settings_, plan, "day-1", logical_date=logical)
     assert again.replayed == 2 and published_bytes(settings_) == before
