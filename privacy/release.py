@@ -197,15 +197,18 @@ def default_run_id(day: date, queries: Sequence[str] | None = None) -> str:
 
 
 def select_queries(plan: Plan, names: Sequence[str] | None) -> tuple[Query, ...]:
-    """The plan's queries a run releases: all of them, or those named (in plan order)."""
+    """The plan's queries a run releases: all of them, or those named (in plan order).
+
+    A table of a hierarchical query (``supporters_by_region``) names its query: its levels
+    are released together or not at all."""
     if not names:
         return tuple(plan.releases)
-    known = {q.name for q in plan.releases}
-    unknown = sorted(set(names) - known)
+    owner = {table: q.name for q in plan.releases for table in q.table_names()}
+    unknown = sorted(set(names) - set(owner))
     if unknown:
         raise RunSelectionError(f"the plan has no query {', '.join(map(repr, unknown))}; its "
                                 f"queries are: {', '.join(q.name for q in plan.releases)}")
-    wanted = set(names)
+    wanted = {owner[name] for name in names}
     return tuple(q for q in plan.releases if q.name in wanted)
 
 

@@ -386,3 +386,17 @@ def test_consistent_regions_beat_a_direct_release_at_the_same_total_budget(
         direct_errors += [abs(e - truth.get(r, 0)) for r, e in
                           alone.select("region", "estimate").iter_rows()]
     assert np.mean(consistent_errors) < 0.92 * np.mean(direct_errors)
+
+
+def test_a_level_table_name_selects_its_hierarchy() -> None:
+    """`isoloir release --query supporters_by_region` still works: it releases the whole
+    supporters hierarchy, whose région level that table now is."""
+    from privacy.release import RunSelectionError, select_queries
+
+    plan = load_plan()
+    (query,) = select_queries(plan, ["supporters_by_region"])
+    assert query.name == "supporters_by_departement"
+    assert select_queries(plan, ["supporters_national", "supporters_by_departement"]) == (
+        query,)
+    with pytest.raises(RunSelectionError, match="no query 'supporters_by_commune'"):
+        select_queries(plan, ["supporters_by_commune"])
