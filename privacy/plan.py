@@ -18,7 +18,16 @@ the query is released: a weekly query may take up to 7 shares, and the plan's pe
 ``per_run``. So a small-count table released weekly gets seven times the ρ of a daily one
 (noise √7 ≈ 2.6 times smaller) for the same lifetime budget.
 
+**Hierarchies.** A count or histogram on ``persons`` may declare ``hierarchy:``, its levels
+coarsest first (``national``, ``region``, ``departement``, then possibly a column split below,
+like ``support_level``), each with its share of the query's ρ and, above the last, the name
+and titles of the table it publishes. The levels are released together under the query's
+one charge and made to agree exactly (:mod:`privacy.hierarchy`); :meth:`Query.level_queries`
+gives each level as a query of its own.
+
 >>> plan = load_plan()
+>>> [q.name for q in plan.releases[0].level_queries()]
+['supporters_national', 'supporters_by_region', 'supporters_by_departement']
 >>> plan.dataset_id, plan.privacy_unit
 ('campaign', 'person')
 >>> daily_spend(plan) <= plan.per_run.cap_rho()
