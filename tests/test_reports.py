@@ -123,6 +123,10 @@ class DemoEngine:
 
     def run_query(self, query: Query, plan: Plan, data: DemoData, rho: Fraction) -> DemoResult:
         self.queries.append(query.name)
+        owner = next((q for q in plan.releases
+                      if q.hierarchy and query in q.level_queries()[:-1]), None)
+        if owner is not None:  # a hierarchy's upper level: its leaf's sums, plus noise
+            return self._upper_level(query, owner.level_queries()[-1], plan, data, rho)
         rng = random.Random(self.seed * 1_000_003 + zlib.crc32(query.name.encode()))
         combos = list(itertools.product(*(public_keys(plan, c) for c in query.group_by)))
         n = len(combos)
@@ -143,6 +147,27 @@ class DemoEngine:
                 pl.lit(q).alias("quantile"), (pl.col("estimate") * (0.5 + q)).alias("estimate"))
                 for q in query.quantiles])
         return DemoResult("gaussian (zCDP)", table, {"post_processing": ["none"]})
+
+    def _upper_level(self, query: Query, leaf: Query, plan: Plan, data: DemoData,
+                     rho: Fraction) -> DemoResult:
+        table = self.run_query(leaf, plan, data, rho).table
+        self.queries.pop()
+        if "region" in query.group_by:
+            table = table.with_columns(pl.col("departement").replace_strict(
+                dict(load_geography().departement_region)).alias("region"))
+        sums = (table.group_by(list(query.group_by)).agg(pl.col("estimate").sum())
+                if query.group_by else table.select(pl.col("estimate").sum()))
+        if query.group_by:
+            combos = list(itertools.product(*(public_keys(plan, c) for c in query.group_by)))
+            keys = pl.DataFrame({c: [k[i] for k in combos]
+                                 for i, c in enumerate(query.group_by)})
+            sums = keys.join(sums, on=list(query.group_by), how="left").fill_null(0.0)
+        rng = random.Random(self.seed * 1_000_003 + zlib.crc32(query.name.encode()))
+        noisy = sums.with_columns(
+            (pl.col("estimate") + pl.Series([rng.gauss(0, 40) for _ in range(sums.height)]))
+            .alias("estimate"), pl.lit(76.0).alias("ci95_halfwidth"),
+            pl.lit(76.0 / 1.96).alias("noise_scale"))
+        return DemoResult("gaussian (zCDP)", noisy, {"post_processing": ["none"]})
 
     def postprocess(self, result: DemoResult) -> pl.DataFrame:
         return result.table
