@@ -142,7 +142,7 @@ def check_hierarchy(plan: Plan, query: Query, sizes: Sizes) -> list[QueryCheck]:
         direct = check_query(plan, level, sizes)
         half = _halfwidth(float(variance.mean()) ** 0.5)
         typical = direct.typical_cell
-        rows.append(replace(direct, halfwidth=round(half), too_uncertain=(
+        rows.append(replace(direct, halfwidth=float(round(half)), too_uncertain=(
             typical is not None and half >= typical), note=(
             f"consistent with {', '.join(n for n in query.table_names() if n != level.name)} "
             f"(released alone at this level's ρ: ± {direct.halfwidth:.0f})")))
