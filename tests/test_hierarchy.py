@@ -400,3 +400,23 @@ def test_a_level_table_name_selects_its_hierarchy() -> None:
         query,)
     with pytest.raises(RunSelectionError, match="no query 'supporters_by_commune'"):
         select_queries(plan, ["supporters_by_commune"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.floats(-100, 100), min_size=1, max_size=8),
+       weights=st.lists(st.floats(0.1, 10), min_size=8, max_size=8),
+       total=st.integers(0, 300))
+def test_projection_is_the_weighted_clamp_with_one_threshold(
+        values: list[float], weights: list[float], total: int) -> None:
+    """The split is ≥ 0, meets the total, and has the optimum's form max(0, c − τ·w) for
+    one τ; its whole rounding keeps the total."""
+    c, w = np.array(values), np.array(weights[:len(values)])
+    y = project_to_sum(c, w, float(total))
+    assert y.min() >= 0 and y.sum() == pytest.approx(total, abs=1e-6)
+    positive = y > 1e-9
+    if total > 0:
+        taus = (c[positive] - y[positive]) / w[positive]
+        assert np.ptp(taus) == pytest.approx(0, abs=1e-6)
+        assert np.all(c[~positive] - taus[0] * w[~positive] <= 1e-6)
+    whole = round_to_sum(y, total)
+    assert whole.sum() == total and whole.min() >= 0
