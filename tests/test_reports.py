@@ -784,3 +784,21 @@ def test_cli_audit_report_happy_path_json_failure_and_bad_language(
     payload = json.loads(failed.stdout)
     assert payload["ok"] is False and payload["audit"] == "failed"
     assert Path(payload["report"]).is_file()  # written all the same
+
+
+def test_a_hierarchy_reads_coarsest_first(settings: Settings) -> None:
+    """One release, three tables: national, then région, then département."""
+    one = {"max_groups": 1, "max_rows_per_group": 1}
+    levels = [{"level": "national", "share": "1/4", "name": "supporters_national",
+               "title": "N", "title_fr": "N"},
+              {"level": "region", "share": "1/4", "name": "supporters_by_region",
+               "title": "R", "title_fr": "R"}, {"level": "departement", "share": "1/2"}]
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
+        "per_run": {"rho": "1/100"}, "cadence": "daily", "period": ["2026-01-01", "2026-03-31"],
+        "releases": [{"name": "supporters_by_departement", "title": "D", "title_fr": "D",
+                      "measure": "count", "table": "persons", "group_by": ["departement"],
+                      "bounds": one, "share": "1", "hierarchy": levels}]})
+    publish(settings, plan=plan)
+    assert [r.query_name for r in latest_releases(settings.published)] == [
+        "supporters_national", "supporters_by_region", "supporters_by_departement"]
