@@ -542,7 +542,8 @@ class PreparedQuery:
 def prepare_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> PreparedQuery:
     """Read the query's rows (public cells only), split ``rho`` and, for ``bounds: auto``,
     build (not draw) the DP histograms of per-person contributions. Draws no noise."""
-    if query not in plan.releases:
+    if query not in plan.releases and not any(query in q.level_queries()
+                                              for q in plan.releases if q.hierarchy):
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
     cells = cell_keys(plan, query)

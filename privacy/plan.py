@@ -18,7 +18,16 @@ the query is released: a weekly query may take up to 7 shares, and the plan's pe
 ``per_run``. So a small-count table released weekly gets seven times the ρ of a daily one
 (noise √7 ≈ 2.6 times smaller) for the same lifetime budget.
 
+**Hierarchies.** A count or histogram on ``persons`` may declare ``hierarchy:``, its levels
+coarsest first (``national``, ``region``, ``departement``, then possibly a column split below,
+like ``support_level``), each with its share of the query's ρ and, above the last, the name
+and titles of the table it publishes. The levels are released together under the query's
+one charge and made to agree exactly (:mod:`privacy.hierarchy`); :meth:`Query.level_queries`
+gives each level as a query of its own.
+
 >>> plan = load_plan()
+>>> [q.name for q in plan.releases[0].level_queries()]
+['supporters_national', 'supporters_by_region', 'supporters_by_departement']
 >>> plan.dataset_id, plan.privacy_unit
 ('campaign', 'person')
 >>> daily_spend(plan) <= plan.per_run.cap_rho()
@@ -105,7 +114,7 @@ PERIOD_DAYS: Mapping[str, Fraction] = {"daily": Fraction(1), "weekly": Fraction(
                                        "monthly": Fraction(1461, 48)}
 #: Fields added after plans were first hashed: left out of the canonical JSON (so of the plan
 #: hash and the release ids) while they hold their default, so an older plan hashes the same.
-_OMITTED_AT_DEFAULT: Mapping[str, Any] = {"cadence": "daily"}
+_OMITTED_AT_DEFAULT: Mapping[str, Any] = {"cadence": "daily", "hierarchy": ()}
 
 
 def _to_fraction(value: Any) -> Any:
@@ -281,6 +290,55 @@ def _bounds_input(value: Any) -> Any:
             message = f"{field}: {message}"
         raise ValueError(message) from None
 
+#: Geographic levels of a hierarchical query, coarsest first, with what each groups by.
+GEO_LEVELS: Mapping[str, tuple[str, ...]] = {"national": (), "region": ("region",),
+                                             "departement": ("departement",)}
+
+
+class Level(_Frozen):
+    """One level of a hierarchical query (``hierarchy:``): released with the others and
+    post-processed to agree with them (:mod:`privacy.hierarchy`).
+
+    ``level`` is ``national``, ``region`` or ``departement`` (coarsest first), or, last only,
+    a non-geographic column split below the level above it (``support_level``: the cells
+    département × level). ``share`` is its part of the query's ρ (the levels' shares sum to
+    1). Every level but the last is published as its own table, ``name`` with its titles;
+    the last one is the query itself.
+    """
+
+    level: str
+    share: ExactFraction
+    name: str | None = None
+    title: str | None = None
+    title_fr: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Level:
+        if not 0 < self.share <= 1:
+            raise ValueError("share must be > 0 and ≤ 1 (a fraction of the query's ρ)")
+        if self.name is not None and not _SLUG.match(self.name):
+            raise ValueError("name must be a lowercase slug (a-z, 0-9, _), at most 63 chars")
+        return self
+
+
+def level_group_by(levels: tuple[Level, ...]) -> tuple[tuple[str, ...], ...]:
+    """What each level groups by: a geographic level its column, a last non-geographic
+    level the level above's columns plus its own.
+
+    >>> level_group_by((Level(level="national", share=1), Level(level="region", share=1)))
+    ((), ('region',))
+    >>> level_group_by((Level(level="departement", share=1),
+    ...                 Level(level="support_level", share=1)))
+    (('departement',), ('departement', 'support_level'))
+    """
+    out: list[tuple[str, ...]] = []
+    for level in levels:
+        if level.level in GEO_LEVELS:
+            out.append(GEO_LEVELS[level.level])
+        else:
+            out.append((*(out[-1] if out else ()), level.level))
+    return tuple(out)
+
 
 class Query(_Frozen):
     """One published table: a measure over one table, grouped by public key sets only."""
@@ -299,6 +357,7 @@ class Query(_Frozen):
     share: ExactFraction
     min_group_size_note: str = ""
     cadence: Cadence = "daily"
+    hierarchy: tuple[Level, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> Query:
@@ -330,7 +389,71 @@ class Query(_Frozen):
         elif not self.group_by and self.bounds.max_groups != 1:
             raise ValueError("bounds: max_groups must be 1 for an ungrouped query")
         self._check_measure()
+        if self.hierarchy:
+            self._check_hierarchy()
         return self
+
+    def _check_hierarchy(self) -> None:
+        levels = self.hierarchy
+        if self.table != "persons":
+            raise ValueError("hierarchy: only on the persons table (one row per person: every "
+                             "level counts the same persons and its bounds cut nothing)")
+        if self.measure not in ("count", "histogram"):
+            raise ValueError("hierarchy: only counts and histograms add up across levels")
+        if len(levels) < 2:
+            raise ValueError("hierarchy: give at least two levels, coarsest first")
+        geo = [lv.level for lv in levels if lv.level in GEO_LEVELS]
+        order = list(GEO_LEVELS)
+        if [order.index(g) for g in geo] != sorted({order.index(g) for g in geo}) or not geo:
+            raise ValueError("hierarchy: geographic levels go from coarsest to finest "
+                             f"({', '.join(GEO_LEVELS)}), each once")
+        for index, level in enumerate(levels):
+            last = index == len(levels) - 1
+            if level.level not in GEO_LEVELS and (not last or level.level not in
+                                                  GROUPABLE[self.table] or index == 0):
+                raise ValueError(f"hierarchy[{index}].level: {level.level!r} is not a level "
+                                 f"({', '.join(GEO_LEVELS)}, or last a column of "
+                                 f"{self.table} split below the level above)")
+            if last and (level.name or level.title or level.title_fr):
+                raise ValueError(f"hierarchy[{index}]: the last level is the query itself "
+                                 "(its name and titles)")
+            if not last and not (level.name and level.title and level.title_fr):
+                raise ValueError(f"hierarchy[{index}]: a level above the last is published "
+                                 "as its own table: give name, title and title_fr")
+            if not last and level.name == self.name:
+                raise ValueError(f"hierarchy[{index}].name: {level.name!r} is the query's")
+        if level_group_by(levels)[-1] != self.group_by:
+            raise ValueError(f"hierarchy: the last level groups by "
+                             f"{list(level_group_by(levels)[-1])}, the query by "
+                             f"{list(self.group_by)}")
+        if sum((lv.share for lv in levels), Fraction(0)) != 1:
+            raise ValueError("hierarchy: the levels' shares of the query's ρ must sum to 1")
+
+    def level_queries(self) -> tuple[Query, ...]:
+        """The query of each level, coarsest first (the query alone when not hierarchical).
+
+        A level's query counts the same rows grouped by its level, under its own table
+        name and titles; its share is the query's times the level's, so its cost
+        (:func:`query_cost`) is its part of the query's ρ, and the parts sum to it exactly.
+        """
+        if not self.hierarchy:
+            return (self,)
+        out = []
+        for level, group_by in zip(self.hierarchy, level_group_by(self.hierarchy),
+                                   strict=True):
+            leaf = level is self.hierarchy[-1]
+            out.append(self.model_copy(update={
+                "name": self.name if leaf else level.name,
+                "title": self.title if leaf else level.title,
+                "title_fr": self.title_fr if leaf else level.title_fr,
+                "measure": self.measure if leaf else "count", "group_by": group_by,
+                "share": self.share * level.share, "hierarchy": (),
+                "min_group_size_note": self.min_group_size_note if leaf else ""}))
+        return tuple(out)
+
+    def table_names(self) -> tuple[str, ...]:
+        """The tables this query publishes: one per level (the query's own name last)."""
+        return tuple(q.name for q in self.level_queries())
 
     def _check_measure(self) -> None:
         needs_value = self.measure in ("sum", "mean", "quantile")
@@ -411,6 +534,10 @@ class Plan(_Frozen):
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ValueError(f"releases[{index}].name: {name!r} is used twice")
+        tables = [name for q in self.releases for name in q.table_names()]
+        for name in tables:
+            if tables.count(name) > 1:
+                raise ValueError(f"releases: the table name {name!r} is published twice")
         total = sum((q.share / PERIOD_DAYS[q.cadence] for q in self.releases), Fraction(0))
         if total > 1:
             raise ValueError(f"releases: shares sum to {total} > 1, more than the per_run budget")

@@ -18,12 +18,14 @@ for every query:
 >>> from privacy.plan import load_plan
 >>> rows = check_plan(load_plan(), Sizes(persons=50_000, contacts=150_000, donations=10_000))
 >>> [r.query for r in rows if r.too_uncertain]
-['volunteers_by_departement', 'donations_count_by_region']
+[]
+>>> [r.query for r in rows][:3]  # a hierarchical query: one row per table it publishes
+['supporters_national', 'supporters_by_region', 'supporters_by_departement']
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import opendp.prelude as dp
@@ -127,8 +129,30 @@ def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
                       bias=bias, too_uncertain=flagged, note=note)
 
 
+def check_hierarchy(plan: Plan, query: Query, sizes: Sizes) -> list[QueryCheck]:
+    """One row per table of a hierarchical query (coarsest first): the half-width of the
+    consistent estimate, from the WLS variances in closed form (root mean square over the
+    level's cells; :func:`privacy.hierarchy.level_variances`), against the level's typical
+    cell."""
+    from privacy.hierarchy import level_variances
+
+    variances = level_variances(plan, query)
+    rows = []
+    for level, variance in zip(query.level_queries(), variances, strict=True):
+        direct = check_query(plan, level, sizes)
+        half = _halfwidth(float(variance.mean()) ** 0.5)
+        typical = direct.typical_cell
+        rows.append(replace(direct, halfwidth=float(round(half)), too_uncertain=(
+            typical is not None and half >= typical), note=(
+            f"consistent with {', '.join(n for n in query.table_names() if n != level.name)} "
+            f"(released alone at this level's ρ: ± {direct.halfwidth:.0f})")))
+    return rows
+
+
 def check_plan(plan: Plan, sizes: Sizes) -> list[QueryCheck]:
-    """:func:`check_query` for every query of the plan, in plan order."""
-    return [check_query(plan, q, sizes) for q in plan.releases]
+    """:func:`check_query` for every query of the plan, in plan order; a hierarchical query
+    gives one row per table it publishes (:func:`check_hierarchy`)."""
+    return [row for q in plan.releases for row in (
+        check_hierarchy(plan, q, sizes) if q.hierarchy else [check_query(plan, q, sizes)])]
 
 

@@ -59,7 +59,7 @@ from privacy.accountant import (
     utc_now,
 )
 from privacy.cadence import period_of, stamp_period
-from privacy.ledger import LedgerEntry, fraction_text
+from privacy.ledger import LedgerEntry, PublishedFile, fraction_text
 from privacy.plan import Plan, Query, canonical_query, plan_hash, query_cost
 from privacy.publish import CsvFormat, build_files, jsonable, published_table, write_files
 
@@ -197,15 +197,18 @@ def default_run_id(day: date, queries: Sequence[str] | None = None) -> str:
 
 
 def select_queries(plan: Plan, names: Sequence[str] | None) -> tuple[Query, ...]:
-    """The plan's queries a run releases: all of them, or those named (in plan order)."""
+    """The plan's queries a run releases: all of them, or those named (in plan order).
+
+    A table of a hierarchical query (``supporters_by_region``) names its query: its levels
+    are released together or not at all."""
     if not names:
         return tuple(plan.releases)
-    known = {q.name for q in plan.releases}
-    unknown = sorted(set(names) - known)
+    owner = {table: q.name for q in plan.releases for table in q.table_names()}
+    unknown = sorted(set(names) - set(owner))
     if unknown:
         raise RunSelectionError(f"the plan has no query {', '.join(map(repr, unknown))}; its "
                                 f"queries are: {', '.join(q.name for q in plan.releases)}")
-    wanted = set(names)
+    wanted = {owner[name] for name in names}
     return tuple(q for q in plan.releases if q.name in wanted)
 
 
@@ -376,18 +379,43 @@ def _release(accountant: Accountant, dp: DPEngine, plan: Plan, query: Query,
              published: Path) -> ReleasedQuery:
     """Draw the noise of a query whose charge ``entry`` the run's admission appended."""
     release = entry.release_id
-    result = dp.run_query(query, plan, data, entry.cost)  # the noise: after the charge
-    table = published_table(dp.postprocess(result), query.group_by, release_id=release,
-                            mechanism=result.mechanism, budget_share=float(query.share))
-    files = build_files(query.name, release, table,
-                        _metadata(plan, query, entry, result, run_id=run_id,
-                                  created_at=created_at, cap=cap), csv_format)
+    if query.hierarchy:
+        files = _hierarchy_files(dp, plan, query, data, entry, run_id=run_id,
+                                 created_at=created_at, cap=cap, csv_format=csv_format)
+    else:
+        result = dp.run_query(query, plan, data, entry.cost)  # the noise: after the charge
+        table = published_table(dp.postprocess(result), query.group_by, release_id=release,
+                                mechanism=result.mechanism, budget_share=float(query.share))
+        files = build_files(query.name, release, table,
+                            _metadata(plan, query, entry, result, run_id=run_id,
+                                      created_at=created_at, cap=cap), csv_format)
     stored = accountant.record_result(entry, files)
     write_files(files, published)
     return ReleasedQuery(query=query.name, release_id=release, ledger_seq=entry.seq,
                          status="charged", cost_rho=entry.cost_rho,
                          result_hash=stored.result_hash, files=tuple(f.name for f in files),
                          lost_attempts=lost)
+
+
+def _hierarchy_files(dp: DPEngine, plan: Plan, query: Query, data: SnapshotLike,
+                     entry: LedgerEntry, *, run_id: str, created_at: str, cap: BudgetCap,
+                     csv_format: CsvFormat) -> tuple[PublishedFile, ...]:
+    """A hierarchical query: every level drawn at its part of the charge, post-processed to
+    agree (:mod:`privacy.hierarchy`), one table (three files) per level, one ledger entry."""
+    from privacy.hierarchy import release_levels
+
+    files: list[PublishedFile] = []
+    for level, result in release_levels(query, plan, data, entry.cost, dp.run_query):
+        table = published_table(level.table, level.query.group_by,
+                                release_id=entry.release_id, mechanism=result.mechanism,
+                                budget_share=float(level.query.share))
+        meta = _metadata(plan, level.query, entry, result, run_id=run_id,
+                         created_at=created_at, cap=cap)
+        meta |= {"hierarchy": jsonable(level.hierarchy),
+                 "post_processing": [*meta["post_processing"][:1], level.hierarchy["method"],
+                                     "intervals " + level.hierarchy["intervals"]]}
+        files += build_files(level.query.name, entry.release_id, table, meta, csv_format)
+    return tuple(files)
 
 
 def _metadata(plan: Plan, query: Query, entry: LedgerEntry, result: QueryResultLike, *,

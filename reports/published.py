@@ -110,7 +110,17 @@ def latest_releases(published_dir: Path) -> list[PublishedRelease]:
             latest[query] = (path, meta, match.group("release"))
     releases = [_load(path, meta, query, release)
                 for query, (path, meta, release) in latest.items()]
-    return sorted(releases, key=lambda r: (r.ledger_seq, r.query_name))
+    return sorted(releases, key=lambda r: (r.ledger_seq, _level_index(r), r.query_name))
+
+
+def _level_index(release: PublishedRelease) -> int:
+    """A hierarchy's tables (one release) coarsest first: national, région, département."""
+    hierarchy = release.meta.get("hierarchy")
+    levels = hierarchy.get("levels") if isinstance(hierarchy, Mapping) else None
+    if not isinstance(levels, list):
+        return 0
+    tables = [lv.get("table") for lv in levels if isinstance(lv, Mapping)]
+    return tables.index(release.query_name) if release.query_name in tables else 0
 
 
 def _load(path: Path, meta: dict[str, Any], query: str, release: str) -> PublishedRelease:

@@ -487,3 +487,109 @@ def test_the_metadata_check_flags_an_exact_count(tmp_path: Path) -> None:
 def test_numbers_walks_nested_json() -> None:
     doc = {"a": [1, {"b": 2.5}], "c": True, "d": "3", "e": None}
     assert list(_numbers(doc)) == [("a[0]", 1.0), ("a[1].b", 2.5)]
+
+
+# ----------------------------------------------------------------------------- hierarchies
+
+DEPARTEMENTS = ("01", "03", "13", "75", "92", "971")
+
+
+def _hier_plan() -> Plan:
+    one = {"max_groups": 1, "max_rows_per_group": 1}
+    return parse_plan({
+        "dataset_id": "props", "privacy_unit": "person", "cap": {"epsilon": 8, "delta": "1e-7"},
+        "per_run": {"rho": "1/2"}, "cadence": "test", "period": list(PERIOD),
+        "releases": [{"name": "q", "title": "t", "title_fr": "t", "measure": "count",
+                      "table": "persons", "group_by": ["departement"], "bounds": one,
+                      "share": 1, "hierarchy": [
+                          {"level": "national", "share": "1/8", "name": "q_national",
+                           "title": "n", "title_fr": "n"},
+                          {"level": "region", "share": "3/8", "name": "q_region",
+                           "title": "r", "title_fr": "r"},
+                          {"level": "departement", "share": "1/2"}]}]})
+
+
+def _persons(places: list[int]) -> pl.DataFrame:
+    from core.geography import load_geography
+
+    regions = load_geography().departement_region
+    schema = dict(SNAPSHOT_SCHEMAS["persons"])
+    deps = [DEPARTEMENTS[p % len(DEPARTEMENTS)] for p in places]
+    frame = pl.DataFrame({"person_key": list(range(len(places))), "departement": deps,
+                          "region": [regions[d] for d in deps]})
+    return frame.with_columns(*(pl.lit(None, dtype).alias(c) for c, dtype in schema.items()
+                                if c not in frame.columns)).select(list(schema)).cast(
+        schema)  # type: ignore[arg-type]
+
+
+class _PersonsEngine(_Engine):
+    def snapshot(self, db: Any, work_dir: Path) -> engine.ReleaseData:
+        directory = work_dir / "snap"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.frame.write_parquet(directory / "persons.parquet")
+        return engine.ReleaseData(tables={"persons": directory / "persons.parquet"},
+                                  snapshot_hash="props")
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(places=st.lists(st.integers(0, 50), min_size=1, max_size=40))
+@example(places=list(range(37)))
+def test_a_hierarchy_metadata_holds_no_number_computed_from_the_data_outside_dp(
+        places: list[int]) -> None:
+    """Every level's JSON: the consistent post-processing adds the levels' shares and ρ
+    (plan), their cells (public keys), their OpenDP scales and half-widths (accuracy of the
+    measurements, the same on other data) and nothing from the data; an exact count, a
+    région's or the national one, is flagged."""
+    from privacy.hierarchy import _halfwidth
+    from privacy.release import run_release
+    from privacy.signing import create_signing_key
+
+    plan = _hier_plan()
+    (query,) = plan.releases
+    frame = _persons(places)
+    with tempfile.TemporaryDirectory() as directory:
+        home = Path(directory) / "home"
+        config = load_settings({
+            "ISOLOIR_HOME": str(home),
+            "ISOLOIR_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "ISOLOIR_SIGNING_KEY_FILE": str(home / "keys" / "signing.key"),
+            "PATH": os.environ.get("PATH", "")})
+        create_signing_key(config.signing_key_file)
+        with _OpenDPOutputs().recording() as outputs:
+            summary = run_release(config, plan, "props-run",
+                                  logical_date=datetime(2026, 3, 2, tzinfo=UTC),
+                                  dp_engine=_PersonsEngine(frame, home))
+        (released,) = summary.releases
+        metas = [json.loads((config.published / n).read_text(encoding="utf-8"))
+                 for n in released.files if n.endswith(".json")]
+        tables = [pl.read_parquet(config.published / n) for n in released.files
+                  if n.endswith(".parquet")]
+        other = _persons([7 * i + 3 for i in range(30)])
+        other_dir = Path(directory) / "other"
+        other_dir.mkdir()
+        other.write_parquet(other_dir / "persons.parquet")
+        data = engine.ReleaseData(tables={"persons": other_dir / "persons.parquet"},
+                                  snapshot_hash="other")
+        accuracy: set[float] = set()
+        for level in query.level_queries():
+            (result,) = engine.compile_query(level, plan, data,
+                                             query_cost(plan, level)).release(1)
+            figures = {v for _, v in _numbers(_accuracy_figures(result.metadata))}
+            accuracy |= figures | {_halfwidth(v) for v in figures}
+    levels = query.level_queries()
+    allowed = (_plan_numbers(plan) | {float(query_cost(plan, q)) for q in levels}
+               | {float(engine.cell_keys(plan, q).n_cells) for q in levels}
+               | {float(len(engine.public_keys(plan, c))) for q in levels for c in q.group_by}
+               | {float(t.height) for t in tables} | {float(metas[0]["ledger_seq"])}
+               | {engine.ALPHA} | accuracy
+               | {float(v) for t in tables for c, dtype in t.schema.items() if dtype.is_numeric()
+                  for v in t[c].drop_nulls().to_list()}
+               | _dp_derived(plan, outputs.frames, accuracy))
+    for meta in metas:
+        assert meta["hierarchy"]["levels"][0]["table"] == "q_national"
+        assert leaked_numbers(meta, allowed) == []
+    # Teeth: the exact national and région counts would be flagged.
+    exact = {float(frame.height)} | {float(n) for _, n in
+                                     frame.group_by("region").len().iter_rows()}
+    for value in exact - {v for v in allowed if any(math.isclose(v, e) for e in exact)}:
+        assert leaked_numbers(metas[1] | {"leak": value}, allowed) == [("leak", value)]

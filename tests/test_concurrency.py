@@ -151,7 +151,7 @@ def _run_whole_runs_race(tmp_path: Path) -> None:
     from core.settings import load_settings
     from privacy.audit import verify_settings
     from privacy.ledger import runs_of
-    from privacy.plan import load_plan, plan_hash
+    from privacy.plan import PERIOD_DAYS, load_plan, plan_hash
     from tests.test_release import _small_warehouse
 
     settings = load_settings()  # from the environment the fixtures set (children inherit it)
@@ -161,12 +161,12 @@ def _run_whole_runs_race(tmp_path: Path) -> None:
                               .read_text(encoding="utf-8"))
     document["cap"] = {"rho": RUN_CAP}
     for query in document["releases"]:  # every query daily: one run costs exactly per_run
-        if query.pop("cadence", "daily") == "weekly":
-            query["share"] = str(Fraction(query["share"]) / 7)
+        cadence = query.pop("cadence", "daily")
+        query["share"] = str(Fraction(query["share"]) / PERIOD_DAYS[cadence])
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(document), encoding="utf-8")
     plan = load_plan(plan_path)
-    assert len(plan.releases) == 15 and plan.per_run.cap_rho() * 3 == Fraction(RUN_CAP)
+    assert len(plan.releases) == 14 and plan.per_run.cap_rho() * 3 == Fraction(RUN_CAP)
 
     ctx = mp.get_context("spawn")
     start = ctx.Event()
@@ -192,32 +192,33 @@ def _run_whole_runs_race(tmp_path: Path) -> None:
     released = sorted(o[1] for o in outcomes if o[0] == "released")
     exhausted = {o[1]: o[2] for o in outcomes if o[0] == "exhausted"}
     assert len(released) == 3 and len(exhausted) == RUNS - 3
-    assert all(o[2] == (15, 0, "1/250") for o in outcomes if o[0] == "released")
+    assert all(o[2] == (14, 0, "1/250") for o in outcomes if o[0] == "released")
     for n, (code, message) in exhausted.items():
         assert code == 3
-        assert f"budget exhausted: asked ρ=1/250 (0.004) for run 'run-{n}' (15 queries)" \
+        assert f"budget exhausted: asked ρ=1/250 (0.004) for run 'run-{n}' (14 queries)" \
             in message and "nothing was charged and nothing published" in message
 
     with make_engine(settings.warehouse_url).connect() as conn:
         entries = read_entries(conn)
         (budget,) = read_budgets(conn)
     assert budget.spent == budget.cap.rho == Fraction(RUN_CAP)
-    # Each winner's 15 entries are one admission, consecutive in the chain; no loser has any.
+    # Each winner's 14 entries are one admission, consecutive in the chain; no loser has any.
     runs = runs_of(entries)
     assert sorted(r.run_id for r in runs) == [f"run-{n}" for n in released]
-    assert all((r.releases, r.admissions, r.unfinished, r.cost) == (15, 1, 0, Fraction(1, 250))
+    assert all((r.releases, r.admissions, r.unfinished, r.cost) == (14, 1, 0, Fraction(1, 250))
                for r in runs)
     for run in runs:
         mine = [e for e in entries if e.run_id == run.run_id]
-        assert [e.seq for e in mine] == list(range(mine[0].seq, mine[0].seq + 15))
-        assert [(e.run_part, e.run_size) for e in mine] == [(p, 15) for p in range(1, 16)]
-    # Every query of every winner is published (3 files each); nothing of any loser.
+        assert [e.seq for e in mine] == list(range(mine[0].seq, mine[0].seq + 14))
+        assert [(e.run_part, e.run_size) for e in mine] == [(p, 14) for p in range(1, 15)]
+    # Every table of every winner is published (3 files each; a hierarchy one table per
+    # level, under its query's release id); nothing of any loser.
     phash = plan_hash(plan)
     published = {p.name for p in settings.published.iterdir()}
-    expected = {f"{q.name}--{release_id(plan.dataset_id, f'run-{n}', q.name, phash, attempt=0)}"
+    expected = {f"{table}--{release_id(plan.dataset_id, f'run-{n}', q.name, phash, attempt=0)}"
                 f".{ext}" for n in released for q in plan.releases
-                for ext in ("csv", "parquet", "json")}
-    assert published == expected and len(published) == 3 * 15 * 3
+                for table in q.table_names() for ext in ("csv", "parquet", "json")}
+    assert published == expected and len(published) == 3 * 19 * 3
     assert verify_settings(settings).ok
 
 

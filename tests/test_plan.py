@@ -54,9 +54,14 @@ def test_default_plan_loads_and_spends_exactly_its_per_run_budget() -> None:
 
 def test_default_plan_covers_what_strategists_read() -> None:
     plan = load_plan()
-    shapes = {(q.measure, q.table, q.group_by, tuple(sorted(q.where))) for q in plan.releases}
+    published = [level for q in plan.releases for level in q.level_queries()]
+    shapes = {(q.measure, q.table, q.group_by, tuple(sorted(q.where))) for q in published}
     assert ("count", "persons", ("departement",), ()) in shapes
     assert ("count", "persons", ("region",), ()) in shapes
+    assert ("count", "persons", (), ()) in shapes  # national, consistent with both
+    # the published tables keep their names (a hierarchy's levels are tables of their own)
+    assert {"supporters_by_departement", "supporters_by_region", "volunteers_by_departement",
+            "support_level_by_departement"} <= {q.name for q in published}
     assert ("histogram", "persons", ("departement", "support_level"), ()) in shapes
     assert ("histogram", "persons", ("age_band", "support_level"), ()) in shapes
     assert ("count", "contacts", ("week",), ()) in shapes
@@ -88,7 +93,7 @@ def test_canonical_query_is_sorted_json_with_exact_share() -> None:
     query = load_plan().releases[0]
     text = canonical_query(query)
     assert text.startswith('{"bounds":{"max_groups":1,"max_rows_per_group":1}')
-    assert '"share":"1/12"' in text
+    assert '"share":"1/8"' in text and '"hierarchy":[' in text
     assert canonical_query(query) == text
 
 
@@ -105,16 +110,16 @@ def test_canonical_query_is_sorted_json_with_exact_share() -> None:
      "test.yaml: releases[0].where: column 'person_id' cannot be filtered on"),
     (lambda d: d["releases"][0].update(measure="sum"),
      "test.yaml: releases[0].value: a sum needs a value column"),
-    (lambda d: d["releases"][10].update(clip=[5, 1]),
-     "test.yaml: releases[10].clip: lower bound must be below upper bound"),
-    (lambda d: d["releases"][11].update(quantiles=[1.5]),
-     "test.yaml: releases[11].quantiles: each must be strictly between 0 and 1"),
+    (lambda d: d["releases"][9].update(clip=[5, 1]),
+     "test.yaml: releases[9].clip: lower bound must be below upper bound"),
+    (lambda d: d["releases"][10].update(quantiles=[1.5]),
+     "test.yaml: releases[10].quantiles: each must be strictly between 0 and 1"),
     (lambda d: d["releases"][0].update(share="one tenth"),
      "test.yaml: releases[0].share: 'one tenth' is not an exact number"),
     (lambda d: d["releases"][0].update(colour="red"),
      "test.yaml: releases[0].colour: is not a known key"),
-    (lambda d: d["releases"][5].update(name=d["releases"][4]["name"]),
-     "test.yaml: releases[5].name: 'volunteers_by_departement' is used twice"),
+    (lambda d: d["releases"][4].update(name=d["releases"][3]["name"]),
+     "test.yaml: releases[4].name: 'volunteers_by_departement' is used twice"),
     (lambda d: d.update(cap={"epsilon": 8}),
      "test.yaml: cap: give rho, or both epsilon and delta"),
     (lambda d: d.update(cap={"epsilon": 8, "delta": 0}),
@@ -134,14 +139,14 @@ def test_plan_errors_name_the_key_path_and_why(mutate: Any, expected: str) -> No
 
 def test_shares_exceeding_the_per_run_budget_are_refused_at_load() -> None:
     doc = _document()
-    doc["releases"][0]["share"] = "3/24"  # one 24th too many
+    doc["releases"][0]["share"] = "4/24"  # one 24th too many
     message = _refused(doc)
     assert message == "test.yaml: releases: shares sum to 25/24 > 1, more than the per_run budget"
 
 
 def test_shares_exactly_filling_the_budget_are_accepted() -> None:
     doc = _document()
-    doc["releases"][0]["share"] = "1/24"  # now 23/24
+    doc["releases"][0]["share"] = "2/24"  # now 23/24
     assert sum(q.share / PERIOD_DAYS[q.cadence]
                for q in parse_plan(doc).releases) == Fraction(23, 24)
 
@@ -149,7 +154,7 @@ def test_shares_exactly_filling_the_budget_are_accepted() -> None:
 def test_cadence_defaults_to_daily_and_lets_weekly_and_monthly_queries_take_more_shares() -> None:
     doc = _document()
     doc["releases"][0].pop("cadence", None)
-    doc["releases"][0]["share"] = "1/24"
+    doc["releases"][0]["share"] = "2/24"
     plan = parse_plan(doc)
     assert plan.releases[0].cadence == "daily"
     # A daily query's cadence stays out of the canonical JSON: older plans keep their hash.
@@ -158,7 +163,7 @@ def test_cadence_defaults_to_daily_and_lets_weekly_and_monthly_queries_take_more
     assert json.loads(canonical_query(weekly))["cadence"] == "weekly"
     # Monthly: up to 1461/48 shares (days in an average month); 1/24 a day is 1461/1152.
     doc["releases"][0] |= {"cadence": "monthly", "share": "1461/1152"}
-    assert daily_spend(parse_plan(doc)) == Fraction(23, 24) * Fraction(1, 250)
+    assert daily_spend(parse_plan(doc)) == Fraction(22, 24) * Fraction(1, 250)
 
 
 @pytest.mark.parametrize(("cadence", "share", "message"), [

@@ -123,6 +123,10 @@ class DemoEngine:
 
     def run_query(self, query: Query, plan: Plan, data: DemoData, rho: Fraction) -> DemoResult:
         self.queries.append(query.name)
+        owner = next((q for q in plan.releases
+                      if q.hierarchy and query in q.level_queries()[:-1]), None)
+        if owner is not None:  # a hierarchy's upper level: its leaf's sums, plus noise
+            return self._upper_level(query, owner.level_queries()[-1], plan, data, rho)
         rng = random.Random(self.seed * 1_000_003 + zlib.crc32(query.name.encode()))
         combos = list(itertools.product(*(public_keys(plan, c) for c in query.group_by)))
         n = len(combos)
@@ -143,6 +147,27 @@ class DemoEngine:
                 pl.lit(q).alias("quantile"), (pl.col("estimate") * (0.5 + q)).alias("estimate"))
                 for q in query.quantiles])
         return DemoResult("gaussian (zCDP)", table, {"post_processing": ["none"]})
+
+    def _upper_level(self, query: Query, leaf: Query, plan: Plan, data: DemoData,
+                     rho: Fraction) -> DemoResult:
+        table = self.run_query(leaf, plan, data, rho).table
+        self.queries.pop()
+        if "region" in query.group_by:
+            table = table.with_columns(pl.col("departement").replace_strict(
+                dict(load_geography().departement_region)).alias("region"))
+        sums = (table.group_by(list(query.group_by)).agg(pl.col("estimate").sum())
+                if query.group_by else table.select(pl.col("estimate").sum()))
+        if query.group_by:
+            combos = list(itertools.product(*(public_keys(plan, c) for c in query.group_by)))
+            keys = pl.DataFrame({c: [k[i] for k in combos]
+                                 for i, c in enumerate(query.group_by)})
+            sums = keys.join(sums, on=list(query.group_by), how="left").fill_null(0.0)
+        rng = random.Random(self.seed * 1_000_003 + zlib.crc32(query.name.encode()))
+        noisy = sums.with_columns(
+            (pl.col("estimate") + pl.Series([rng.gauss(0, 40) for _ in range(sums.height)]))
+            .alias("estimate"), pl.lit(76.0).alias("ci95_halfwidth"),
+            pl.lit(76.0 / 1.96).alias("noise_scale"))
+        return DemoResult("gaussian (zCDP)", noisy, {"post_processing": ["none"]})
 
     def postprocess(self, result: DemoResult) -> pl.DataFrame:
         return result.table
@@ -383,6 +408,46 @@ def test_layouts_trend_matrix_rate_and_euros(settings: Settings) -> None:
     assert "Unité : euros" in money.text()
     assert all(r[2].endswith(f"{NBSP}€") for r in money.find("table").rows())
     assert "Île-de-France" in money.text()
+
+
+def test_a_hierarchy_shows_consistent_tables_that_add_up(settings: Settings) -> None:
+    """Issue 16: the supporters hierarchy publishes national, région and département tables
+    under their stable names; the report shows the consistent values (which add up), with
+    the recomputed intervals, and a map for the département level."""
+    one = {"max_groups": 1, "max_rows_per_group": 1}
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
+        "per_run": {"rho": "1/100"}, "cadence": "daily",
+        "period": ["2026-01-01", "2026-03-31"],
+        "releases": [{"name": "supporters_by_departement", "title": "Supporters by département",
+                      "title_fr": "Sympathisants par département", "measure": "count",
+                      "table": "persons", "group_by": ["departement"], "bounds": one,
+                      "share": "1", "hierarchy": [
+                          {"level": "national", "share": "1/24", "name": "supporters_national",
+                           "title": "Supporters (national)",
+                           "title_fr": "Sympathisants (France entière)"},
+                          {"level": "region", "share": "7/24", "name": "supporters_by_region",
+                           "title": "Supporters by région",
+                           "title_fr": "Sympathisants par région"},
+                          {"level": "departement", "share": "16/24"}]}]})
+    publish(settings, plan=plan)
+    dom = parse_html(write_strategist_report(settings, generated_at=GENERATED).read_text())
+    national = read_table(settings, "supporters_national")
+    region = read_table(settings, "supporters_by_region")
+    dep = read_table(settings, "supporters_by_departement")
+    assert national["estimate"].sum() == region["estimate"].sum() == dep["estimate"].sum()
+    fr = translator("fr")
+    assert Display("count").pm(fr, national["estimate"][0], national["ci95_halfwidth"][0]) \
+        in section(dom, "supporters_national").text()
+    rows = section(dom, "supporters_by_region").find("table").rows()
+    shown = {r[1]: r[2] for r in rows}
+    geo = load_geography()
+    for row in region.iter_rows(named=True):
+        name = geo.regions[row["region"]]
+        assert any(label.endswith(name) for label in shown)
+        assert Display("count").pm(fr, row["estimate"], row["ci95_halfwidth"]) in [
+            v for label, v in shown.items() if label.endswith(name)]
+    assert section(dom, "supporters_by_departement").find_all("figure", class_="map")
 
 
 def test_several_quantiles_per_group_are_shown_side_by_side(settings: Settings) -> None:
@@ -719,3 +784,21 @@ def test_cli_audit_report_happy_path_json_failure_and_bad_language(
     payload = json.loads(failed.stdout)
     assert payload["ok"] is False and payload["audit"] == "failed"
     assert Path(payload["report"]).is_file()  # written all the same
+
+
+def test_a_hierarchy_reads_coarsest_first(settings: Settings) -> None:
+    """One release, three tables: national, then région, then département."""
+    one = {"max_groups": 1, "max_rows_per_group": 1}
+    levels = [{"level": "national", "share": "1/4", "name": "supporters_national",
+               "title": "N", "title_fr": "N"},
+              {"level": "region", "share": "1/4", "name": "supporters_by_region",
+               "title": "R", "title_fr": "R"}, {"level": "departement", "share": "1/2"}]
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"rho": "1/2"},
+        "per_run": {"rho": "1/100"}, "cadence": "daily", "period": ["2026-01-01", "2026-03-31"],
+        "releases": [{"name": "supporters_by_departement", "title": "D", "title_fr": "D",
+                      "measure": "count", "table": "persons", "group_by": ["departement"],
+                      "bounds": one, "share": "1", "hierarchy": levels}]})
+    publish(settings, plan=plan)
+    assert [r.query_name for r in latest_releases(settings.published)] == [
+        "supporters_national", "supporters_by_region", "supporters_by_departement"]

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from privacy.bounding import bound_contributions
 from privacy.engine import ReleaseData, cell_keys, compile_query, load_rows, postprocess
+from privacy.hierarchy import consistent_tables
 from privacy.plan import Bounds, load_plan, query_cost
 from warehouse.db import make_engine
 from warehouse.reader import snapshot_warehouse
@@ -107,8 +108,14 @@ def _figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, f
             (section, key), column = TRUTH[query.name]
             exact = truth[section][key]
             rho = query_cost(plan, query)
-            tables = [postprocess(compile_query(query, plan, data, rho).release(1)[0])
-                      for _ in range(RUNS)]
+            if query.hierarchy:  # the published département level: consistent (issue 16)
+                levels = [compile_query(q, plan, data, rho * lv.share).release(RUNS)
+                          for q, lv in zip(query.level_queries(), query.hierarchy, strict=True)]
+                tables = [consistent_tables(plan, query, [lv[i].table for lv in levels])[-1]
+                          .table for i in range(RUNS)]
+            else:
+                tables = [postprocess(compile_query(query, plan, data, rho).release(1)[0])
+                          for _ in range(RUNS)]
             table = pl.concat(tables, how="vertical_relaxed")
             aware = "bias_aware_estimate" in table.columns
             prefix = "bias_aware_" if aware else ""
