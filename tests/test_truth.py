@@ -184,9 +184,11 @@ def figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, fl
 #: * contacts by week: 12 × 2 (+ 12 × 1 rows cut) meets the half-width (± 832 ≤ 859) and
 #:   the error, and covers ~90.5 % of cells in expectation against the counted truth (88 %
 #:   against the file-level truth); 16 × 2 covers 93 % but is ± 960. The DP choice draws
-#:   8, 12, 16, 20 or 24 weeks from one run to the next, so both the half-width (mean over
-#:   draws ~895) and the coverage sit on their lines. Marked non-strict: figures printed
-#:   with -s.
+#:   8, 12, 16, 20 or 24 weeks from one run to the next: over 80 draws (2 campaigns, exact
+#:   counts) the expected coverage is 0.909 and the mean half-width 885, against 0.90 and
+#:   859. One run of this test measured 0.905 and 862. With 200 cells pooled, the coverage's
+#:   standard error is ~0.02: both sit on their lines, so neither is asserted (non-strict);
+#:   the figures are printed with -s.
 UNMET = {("coverage", "contacts_by_result"), ("halfwidth", "contacts_by_result"),
          ("halfwidth", "contacts_by_week"), ("coverage", "contacts_by_week")}
 
