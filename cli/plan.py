@@ -36,9 +36,9 @@ def check(
 
     Uses table sizes only (given, or counted in the warehouse and shown to you alone) and,
     for the bias, the rows-cut share each query's last published release estimated under
-    DP (already paid for): no noise is drawn, nothing is charged (cost: ρ = 0). Queries whose typical cell would be
-    "trop incertain" (half-width ≥ the typical cell) are flagged, so the plan can be fixed
-    before it spends.
+    DP (already paid for): no noise is drawn, nothing is charged (cost: ρ = 0). Queries
+    whose typical cell would be "trop incertain" (half-width ≥ the typical cell) are
+    flagged, so the plan can be fixed before it spends.
     """
     settings = settings_or_exit()
     with handled_errors(as_json):
@@ -58,7 +58,8 @@ def check(
                        for k, v in counted.items()}
             source = "warehouse row counts (exact, shown to the operator only)"
         sizes = Sizes(**{k: int(v or 0) for k, v in counted.items()})
-        checks = check_plan(plan, sizes, last_releases(settings.published))
+        checks = check_plan(plan, sizes, last_releases(settings.published,
+                                                        plan.dataset_id))
     flagged = [c.query for c in checks if c.too_uncertain]
     if as_json:
         emit_json({"ok": True, "plan": plan.dataset_id, "sizes": vars(sizes),

@@ -91,8 +91,9 @@ def _count_halfwidth(query: Query, bounds: Bounds, rho: Any, rho_rest: Any) -> f
     return _halfwidth(combined_sigma(bounds, rho_rest))
 
 
-def last_releases(published: Path) -> dict[str, Mapping[str, Any]]:
-    """The metadata of each query's latest published release (by ``created_at``).
+def last_releases(published: Path, dataset_id: str) -> dict[str, Mapping[str, Any]]:
+    """The metadata of each query's latest published release of ``dataset_id`` (by
+    ``created_at``).
 
     Published files are DP outputs already charged: reading them again is free.
     Unreadable files are skipped (logged): the check then says the bias is unknown.
@@ -104,7 +105,9 @@ def last_releases(published: Path) -> dict[str, Mapping[str, Any]]:
         except (OSError, ValueError) as err:
             log.warning("plan check: skipped unreadable %s (%s)", path.name, type(err).__name__)
             continue
-        name = document.get("query_name") if isinstance(document, dict) else None
+        if not isinstance(document, dict) or document.get("dataset_id") != dataset_id:
+            continue
+        name = document.get("query_name")
         if not isinstance(name, str):
             continue
         if name not in latest or str(document.get("created_at", "")) >= str(
