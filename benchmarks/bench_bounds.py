@@ -201,11 +201,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-bounds-") as tmp:
         data, truth = campaign(Path(tmp), args.people, args.seed)
         figures = {"fixed": measure(fixed, data, truth), "auto": measure(auto, data, truth)}
+        report(figures, args.people, args.seed)
         if args.candidates:
             print("expected figures of the auto candidates, bias-aware estimate (exact "
                   "counts, best 8 by error):")
             candidates(auto, data, truth)
-    print(f"{args.people:,} supporters, seed {args.seed}: error against ground_truth.json "
+
+
+def report(figures: dict[str, dict[str, dict[str, float]]], people: int, seed: int) -> None:
+    print(f"{people:,} supporters, seed {seed}: error against ground_truth.json "
           "(one release each; bias-aware interval where the table has one)")
     print(f"{'query':28s} {'plan, estimate':20s} {'bounds':>6s} {'cells':>5s} {'truth':>7s} "
           f"{'MAE':>6s} {'bias':>7s} {'±':>6s} {'cover':>6s}")
