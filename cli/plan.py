@@ -34,15 +34,16 @@ def check(
 ) -> None:
     """Expected 95 % half-width and bias of every query's cells at the warehouse's size.
 
-    Uses table sizes only (given, or counted in the warehouse and shown to you alone): no
-    noise is drawn, nothing is charged (cost: ρ = 0). Queries whose typical cell would be
-    "trop incertain" (half-width ≥ the typical cell) are flagged, so the plan can be fixed
-    before it spends.
+    Uses table sizes only (given, or counted in the warehouse and shown to you alone) and,
+    for the bias, the rows-cut share each query's last published release estimated under
+    DP (already paid for): no noise is drawn, nothing is charged (cost: ρ = 0). Queries
+    whose typical cell would be "trop incertain" (half-width ≥ the typical cell) are
+    flagged, so the plan can be fixed before it spends.
     """
     settings = settings_or_exit()
     with handled_errors(as_json):
         from privacy.plan import load_plan
-        from privacy.plan_check import Sizes, check_plan
+        from privacy.plan_check import Sizes, check_plan, last_releases
 
         plan = load_plan(plan_file or settings.plan_file)
         counted = {"persons": persons, "contacts": contacts, "donations": donations}
@@ -57,7 +58,8 @@ def check(
                        for k, v in counted.items()}
             source = "warehouse row counts (exact, shown to the operator only)"
         sizes = Sizes(**{k: int(v or 0) for k, v in counted.items()})
-        checks = check_plan(plan, sizes)
+        checks = check_plan(plan, sizes, last_releases(settings.published,
+                                                        plan.dataset_id))
     flagged = [c.query for c in checks if c.too_uncertain]
     if as_json:
         emit_json({"ok": True, "plan": plan.dataset_id, "sizes": vars(sizes),

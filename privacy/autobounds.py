@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from privacy.bounding import CELL, PERSON
+from privacy.bounding import person_cell_profile
 from privacy.plan import AutoBounds, Bounds
 
 #: Bins of the two histograms, in one frame: cells-per-person bins first, then
@@ -140,11 +140,11 @@ def profile(rows: pl.DataFrame, bins: ProfileBins) -> pl.DataFrame:
 
     Exact and internal: only OpenDP's noisy counts of these bins leave the engine.
     """
-    per_cell = rows.group_by(PERSON, CELL).agg(pl.len().alias("n"))
-    per_person = per_cell.group_by(PERSON).agg(pl.len().alias("k"), pl.col("n").max().alias("m"))
-    k_bin = per_person["k"].clip(1, bins.groups_top).cast(pl.Int64) - 1
-    m_bin = per_person["m"].clip(1, bins.rows_top).cast(pl.Int64) - 1 + bins.groups_top
-    return pl.DataFrame({BIN: pl.concat([k_bin, m_bin])}, schema={BIN: pl.Int64})
+    k, m = person_cell_profile(rows)
+    k_bin = np.clip(k, 1, bins.groups_top) - 1
+    m_bin = np.clip(m, 1, bins.rows_top) - 1 + bins.groups_top
+    return pl.DataFrame({BIN: np.concatenate([k_bin, m_bin]).astype(np.int64)},
+                        schema={BIN: pl.Int64})
 
 
 # ----------------------------------------------------------------------------- choice

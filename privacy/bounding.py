@@ -186,6 +186,70 @@ def expand_counts(counts: pl.DataFrame) -> pl.DataFrame:
                         schema={PERSON: pl.Int64, CELL: pl.Int64})
 
 
+def bound_counts(counts: pl.DataFrame, *, bounds: Bounds, n_cells: int) -> pl.DataFrame:
+    """``bound_contributions(expand_counts(counts), shape="aggregate")`` without expanding.
+
+    ``counts`` is (person_key, cell, n) with one row per (person, cell), as
+    :func:`bound_with_excess` returns the rows it cut. Each run keeps its first
+    ``max_rows_per_group`` rows and each person their ``max_groups`` fullest cells (the same
+    :func:`_choose_cells` rule), so the result is the same frame, at the cost of the runs
+    instead of the rows.
+    """
+    if counts.height == 0:
+        return _empty("aggregate")
+    persons_max = _check_keys(counts, n_cells)
+    dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
+    comp = (counts[PERSON].cast(pl.Int64).to_numpy() * n_cells
+            + counts[CELL].cast(pl.Int64).to_numpy()).astype(dtype)
+    n = counts[COUNT].cast(pl.Int64).to_numpy()
+    if not bool(np.all(comp[1:] > comp[:-1])):
+        order = np.argsort(comp, kind="stable")
+        comp, n = comp[order], n[order]
+        if not bool(np.all(comp[1:] > comp[:-1])):
+            raise InvariantViolation("counts must hold one row per person and cell")
+    limit = bounds.max_rows_per_group
+    run_n = np.minimum(n, limit)
+    keep = _choose_cells(comp, run_n, groups=bounds.max_groups, limit=limit, n_cells=n_cells)
+    persons, cells = np.divmod(comp[keep].astype(np.int64), n_cells)
+    kept = int(keep.sum())
+    return pl.DataFrame({PERSON: persons, CELL: cells, COUNT: run_n[keep],
+                         TOTAL: np.zeros(kept, dtype=np.int64)},
+                        schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
+                                TOTAL: pl.Int64})
+
+
+def person_cell_profile(rows: pl.DataFrame,
+                        n_cells: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per person with rows: (cells they appear in, rows in their fullest cell).
+
+    ``n_cells`` only packs the sort key (any bound above the largest cell index will do;
+    by default the largest index + 1).
+
+    The run arithmetic of the bounding (one integer sort key, run starts), instead of two
+    hash group-bys: on 10 M rows it is the difference between ~0.5 s and ~9 s. Exact and
+    internal: only OpenDP's noisy counts of these values leave the engine.
+    """
+    if rows.height == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    if n_cells is None:
+        n_cells = int(rows[CELL].max()) + 1  # type: ignore[arg-type]
+    persons_max = _check_keys(rows, n_cells)
+    dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
+    comp: np.ndarray = np.empty(rows.height, dtype=dtype)
+    np.multiply(rows[PERSON].cast(pl.Int64).to_numpy(), n_cells, out=comp, casting="unsafe")
+    np.add(comp, rows[CELL].cast(pl.Int64).to_numpy(), out=comp, casting="unsafe")
+    if not bool(np.all(comp[1:] >= comp[:-1])):
+        comp = np.sort(comp, kind="stable")
+    run_start = _starts(comp)
+    run_len = _lengths(run_start, len(comp))
+    run_person = comp[run_start] // n_cells
+    del comp
+    person_start = _starts(run_person)
+    cells_per_person = _lengths(person_start, len(run_person))
+    fullest = np.maximum.reduceat(run_len, person_start)
+    return cells_per_person, fullest
+
+
 def _one_row_each(rows: pl.DataFrame, value: np.ndarray | None, shape: str,
                   clipping: Clipping | None) -> pl.DataFrame:
     keys = rows.select(pl.col(PERSON).cast(pl.Int64), pl.col(CELL).cast(pl.Int64))

@@ -67,8 +67,8 @@ from privacy.bounding import (
     TOTAL,
     VALUE,
     Clipping,
+    bound_counts,
     bound_with_excess,
-    expand_counts,
 )
 from privacy.plan import Bounds, Plan, Query, public_keys
 from warehouse.reader import ReleaseData, snapshot_warehouse
@@ -563,11 +563,7 @@ def _cut_measurement(query: Query, excess: pl.DataFrame, n_cells: int,
                      rho: Fraction) -> _CutMeasurement:
     """Bound the cut rows with their own bound and build their per-cell DP count."""
     bounds = excess_bounds(query.fixed_bounds())
-    cut_rows = expand_counts(excess)
-    bounded = bound_with_excess(cut_rows, bounds=bounds, n_cells=n_cells,
-                                shape="aggregate")[0]
-    del cut_rows
-    frame = bounded.select(CELL, COUNT)
+    frame = bound_counts(excess, bounds=bounds, n_cells=n_cells).select(CELL, COUNT)
     spec = _count_spec(bounds.max_rows_per_group, "rows_cut")
     measurement, d_in, spent = _measurement(spec, query, frame.schema, n_cells,
                                             float_rho_down(rho), groups=bounds.max_groups)

@@ -9,8 +9,11 @@ for every query:
 * the 95 % half-width each cell will carry (OpenDP's noise at the plan's bounds and ρ,
   with the query's ρ split as the engine splits it: :func:`privacy.autobounds.split_rho`;
   for ``bounds: auto`` the range over the candidates it may choose);
-* the bias: zero where nothing can be cut (one row per person), otherwise unknown from
-  sizes alone: the release measures it under DP;
+* the bias: zero where nothing can be cut (one row per person); otherwise, when the query
+  was released before, the share of rows its bounds cut at its last release
+  (``rows_cut.share_estimate`` of the published metadata: a DP output already paid for,
+  so reusing it costs nothing; :func:`last_releases`), else unknown from sizes alone: the
+  release measures it under DP;
 * the typical cell: the table's size over its cells, times a planning share for ``where``
   filters (:data:`PLANNING_SHARES`, public assumptions, not data);
 * a flag, ``trop incertain``, when the half-width is at least the typical cell.
@@ -25,7 +28,11 @@ for every query:
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import opendp.prelude as dp
@@ -39,6 +46,8 @@ PLANNING_SHARES: dict[str, float] = {
     "contact_made": 0.3, "recurring": 0.2,
 }
 _Z95 = 1.959963984540054
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class QueryCheck:
     bias: str
     too_uncertain: bool
     note: str
+    #: share of rows cut at the query's last release (its published DP estimate), if any
+    bias_share_last: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +93,53 @@ def _count_halfwidth(query: Query, bounds: Bounds, rho: Any, rho_rest: Any) -> f
     return _halfwidth(combined_sigma(bounds, rho_rest))
 
 
-def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
-    """Expected half-width, bias and flag of one query (no data read, nothing charged)."""
+def last_releases(published: Path, dataset_id: str) -> dict[str, Mapping[str, Any]]:
+    """The metadata of each query's latest published release of ``dataset_id`` (by
+    ``created_at``).
+
+    Published files are DP outputs already charged: reading them again is free.
+    Unreadable files are skipped (logged): the check then says the bias is unknown.
+    """
+    latest: dict[str, Mapping[str, Any]] = {}
+    for path in sorted(published.glob("*.json")) if published.is_dir() else []:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            log.warning("plan check: skipped unreadable %s (%s)", path.name, type(err).__name__)
+            continue
+        if not isinstance(document, dict) or document.get("dataset_id") != dataset_id:
+            continue
+        name = document.get("query_name")
+        if not isinstance(name, str):
+            continue
+        if name not in latest or str(document.get("created_at", "")) >= str(
+                latest[name].get("created_at", "")):
+            latest[name] = document
+    return latest
+
+
+def _last_bias(document: Mapping[str, Any] | None) -> tuple[float | None, str | None]:
+    """(share of rows cut, text) from a release's published metadata, if it has one."""
+    if not document:
+        return None, None
+    cut = document.get("rows_cut") or {}
+    share = cut.get("share_estimate") if isinstance(cut, Mapping) else None
+    if not isinstance(share, int | float):
+        return None, None
+    bounds = document.get("bounds") or {}
+    used = f"{bounds.get('max_groups')} × {bounds.get('max_rows_per_group')}"
+    when = str(document.get("created_at", ""))[:10]
+    return float(share), (f"≈ {share * 100:.0f} % of rows beyond the bounds at the last release "
+                          f"({used}, {when}; its DP estimate, reused at no cost)")
+
+
+def check_query(plan: Plan, query: Query, sizes: Sizes,
+                last: Mapping[str, Any] | None = None) -> QueryCheck:
+    """Expected half-width, bias and flag of one query (no data read, nothing charged).
+
+    ``last``: the published metadata of the query's last release, whose DP estimate of
+    the rows cut gives the bias a number.
+    """
     cells = 1
     for column in query.group_by:
         cells *= len(public_keys(plan, column))
@@ -104,6 +160,9 @@ def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
                       for g in rule.max_groups for r in rule.max_rows_per_group]
         label = "auto"
     bias = "0 (one row per person)" if query.table == "persons" else "measured at release"
+    bias_share, last_text = (None, None) if query.table == "persons" else _last_bias(last)
+    if last_text is not None:
+        bias = last_text
     note = ""
     if query.measure in ("count", "histogram"):
         widths = [_count_halfwidth(query, b, rho, rest) for b in candidates]
@@ -126,7 +185,8 @@ def check_query(plan: Plan, query: Query, sizes: Sizes) -> QueryCheck:
                       typical_cell=None if query.measure in ("sum", "quantile") else typical,
                       halfwidth=None if half is None else round(half, 4 if typical <= 1 else 0),
                       halfwidth_max=None if widest is None else round(widest, 1),
-                      bias=bias, too_uncertain=flagged, note=note)
+                      bias=bias, too_uncertain=flagged, note=note,
+                      bias_share_last=None if bias_share is None else round(bias_share, 4))
 
 
 def check_hierarchy(plan: Plan, query: Query, sizes: Sizes) -> list[QueryCheck]:
@@ -149,10 +209,14 @@ def check_hierarchy(plan: Plan, query: Query, sizes: Sizes) -> list[QueryCheck]:
     return rows
 
 
-def check_plan(plan: Plan, sizes: Sizes) -> list[QueryCheck]:
+def check_plan(plan: Plan, sizes: Sizes,
+               last: Mapping[str, Mapping[str, Any]] | None = None) -> list[QueryCheck]:
     """:func:`check_query` for every query of the plan, in plan order; a hierarchical query
-    gives one row per table it publishes (:func:`check_hierarchy`)."""
+    gives one row per table it publishes (:func:`check_hierarchy`); ``last``: each query's
+    last published metadata (:func:`last_releases`), for the bias."""
+    last = last or {}
     return [row for q in plan.releases for row in (
-        check_hierarchy(plan, q, sizes) if q.hierarchy else [check_query(plan, q, sizes)])]
+        check_hierarchy(plan, q, sizes) if q.hierarchy
+        else [check_query(plan, q, sizes, last.get(q.name))])]
 
 

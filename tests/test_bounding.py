@@ -25,7 +25,11 @@ from privacy.bounding import (
     _ROTATION,
     Clipping,
     bound_contributions,
+    bound_counts,
+    bound_with_excess,
+    expand_counts,
     max_contribution,
+    person_cell_profile,
 )
 from privacy.engine import ReleaseData, cell_keys, load_rows
 from privacy.plan import Bounds, load_plan
@@ -177,6 +181,39 @@ def test_empty_input_gives_an_empty_bounded_frame() -> None:
     out = bound_contributions(_frame([]), bounds=Bounds(max_groups=1, max_rows_per_group=1),
                               n_cells=2, shape="aggregate")
     assert out.height == 0 and out.columns == ["person_key", "cell", "n", "total"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=rows_strategy, groups=st.integers(1, 4), limit=st.integers(1, 3),
+       cut_groups=st.integers(1, 4), cut_limit=st.integers(1, 3))
+def test_bounding_the_cut_counts_is_bounding_the_cut_rows(
+        rows: list[tuple[int, int, int]], groups: int, limit: int, cut_groups: int,
+        cut_limit: int) -> None:
+    """The bias estimate bounds the runs of cut rows without expanding them into rows: the
+    same frame as expanding them and bounding the rows (the slow path it replaced)."""
+    frame = _frame(sorted(rows, key=lambda r: r[0])).drop("value")
+    _, excess = bound_with_excess(frame, bounds=Bounds(max_groups=groups,
+                                                       max_rows_per_group=limit),
+                                  n_cells=6, shape="aggregate")
+    cut_bounds = Bounds(max_groups=cut_groups, max_rows_per_group=cut_limit)
+    fast = bound_counts(excess, bounds=cut_bounds, n_cells=6)
+    slow = bound_contributions(expand_counts(excess), bounds=cut_bounds, n_cells=6,
+                               shape="aggregate")
+    assert fast.sort("person_key", "cell").equals(slow.sort("person_key", "cell"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=rows_strategy)
+def test_contribution_profile_counts_cells_and_the_fullest_cell(
+        rows: list[tuple[int, int, int]]) -> None:
+    frame = _frame(sorted(rows, key=lambda r: r[0]))
+    cells, fullest = person_cell_profile(frame)
+    per_cell: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for person, cell, _ in rows:
+        per_cell[person][cell] += 1
+    persons = sorted(per_cell)
+    assert cells.tolist() == [len(per_cell[p]) for p in persons]
+    assert fullest.tolist() == [max(per_cell[p].values()) for p in persons]
 
 
 # ----------------------------------------------------------------------------- the 500-contact canvassee

@@ -68,3 +68,36 @@ def test_cli_plan_check_json_costs_nothing(isoloir_home: Path) -> None:
     assert doc["cost_rho"] == "0"
     assert doc["too_uncertain"] == []
     assert len(doc["queries"]) == sum(len(q.table_names()) for q in load_plan().releases)
+
+
+def _published(directory: Path, name: str, created_at: str, share: float | None,
+               dataset_id: str = "campaign") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    document = {"query_name": name, "created_at": created_at, "dataset_id": dataset_id,
+                "bounds": {"max_groups": 12, "max_rows_per_group": 2},
+                "rows_cut": None if share is None else {"share_estimate": share}}
+    (directory / f"{name}--{dataset_id}-{created_at[:10]}.json").write_text(
+        json.dumps(document), encoding="utf-8")
+
+
+def test_bias_is_the_last_published_rows_cut_share(tmp_path: Path) -> None:
+    """A query released before gets its bias as a number: the rows-cut share its latest
+    release published (a DP output already charged), not an older one."""
+    from privacy.plan_check import last_releases
+
+    published = tmp_path / "published"
+    _published(published, "contacts_by_week", "2026-03-01T06:00:00+00:00", 0.2)
+    _published(published, "contacts_by_week", "2026-03-02T06:00:00+00:00", 0.0612)
+    _published(published, "contacts_by_week", "2026-03-09T06:00:00+00:00", 0.5, "other")
+    _published(published, "supporters_by_departement", "2026-03-02T06:00:00+00:00", None)
+    (published / "broken.json").write_text("{", encoding="utf-8")
+    last = last_releases(published, load_plan().dataset_id)
+    by_name = {c.query: c for c in check_plan(load_plan(), Sizes(50_000, 150_000, 10_000),
+                                              last)}
+    week = by_name["contacts_by_week"]
+    assert week.bias_share_last == 0.0612
+    assert "6 %" in week.bias and "12 × 2" in week.bias and "2026-03-02" in week.bias
+    assert by_name["contacts_by_result"].bias_share_last is None  # never released
+    assert by_name["contacts_by_result"].bias == "measured at release"
+    assert by_name["supporters_by_departement"].bias.startswith("0")
+    assert last_releases(tmp_path / "nowhere", "campaign") == {}

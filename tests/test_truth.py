@@ -51,11 +51,16 @@ RUNS = 4
 #: Today's fixed bounds (the plan before issue #14), for the "today" reference.
 TODAY = {"contacts_by_week": Bounds(max_groups=8, max_rows_per_group=2),
          "contacts_by_result": Bounds(max_groups=3, max_rows_per_group=2)}
-#: Query → (path in ground_truth.json, group column).
+#: Query → (path in ground_truth.json, group column). Contacts are compared with
+#: ``contacts.counted``: the attempts a correct pipeline holds, without those on people who
+#: withdrew (``do_not_contact`` takes the whole person out, contacts included; ~0.9 % of
+#: attempts). The file-level counts (``contacts.by_iso_week``, every row of the exports)
+#: are compared too and printed (``coverage_file``), not asserted: the rows of withdrawn
+#: people are an exclusion the law requires, not a bias of the release.
 TRUTH = {"supporters_by_departement": (("people", "by_departement"), "departement"),
          "volunteers_by_departement": (("people", "volunteers_by_departement"), "departement"),
-         "contacts_by_week": (("contacts", "by_iso_week"), "week"),
-         "contacts_by_result": (("contacts", "by_result"), "result")}
+         "contacts_by_week": (("contacts", "counted", "by_iso_week"), "week"),
+         "contacts_by_result": (("contacts", "counted", "by_result"), "result")}
 # supporters_by_region and donations_count_by_month are left out: 18 and 6 cells per
 # campaign are too few to tell 90 % from 95 % (one run had 2 of 12 month cells outside).
 
@@ -87,6 +92,12 @@ def campaigns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[R
     yield out
 
 
+def _at(document: dict, path: tuple[str, ...]) -> dict[str, int]:
+    for key in path:
+        document = document[key]
+    return document
+
+
 def _today_sigma(bounds: Bounds, rho: float) -> float:
     return bounds.max_rows_per_group * math.sqrt(bounds.max_groups) / math.sqrt(2 * rho)
 
@@ -105,8 +116,10 @@ def _figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, f
         for query in plan.releases:
             if query.name not in TRUTH:
                 continue
-            (section, key), column = TRUTH[query.name]
-            exact = truth[section][key]
+            path, column = TRUTH[query.name]
+            section = path[0]
+            exact = _at(truth, path)
+            file_level = _at(truth, (section, path[-1])) if len(path) > 2 else exact
             rho = query_cost(plan, query)
             if query.hierarchy:  # the published département level: consistent (issue 16)
                 levels = [compile_query(q, plan, data, rho * lv.share).release(RUNS)
@@ -120,7 +133,8 @@ def _figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, f
             aware = "bias_aware_estimate" in table.columns
             prefix = "bias_aware_" if aware else ""
             f = figures.setdefault(query.name, {"covered": [], "error": [], "half": [],
-                                                 "today_error": [], "today_half": []})
+                                                 "today_error": [], "today_half": [],
+                                                 "covered_file": []})
             today = TODAY.get(query.name, query.auto_bounds is None and query.fixed_bounds())
             sigma_today = _today_sigma(today, float(rho)) if isinstance(today, Bounds) else None
             bounded_today = None
@@ -142,6 +156,7 @@ def _figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, f
                 low = row[f"{prefix}ci95_low" if aware else "ci95_low"]
                 high = row[f"{prefix}ci95_high" if aware else "ci95_high"]
                 f["covered"].append(low <= t <= high)
+                f["covered_file"].append(low <= file_level[key_value] <= high)
                 f["error"].append(abs(row[f"{prefix}estimate" if aware else "estimate"] - t))
                 f["half"].append(row[f"{prefix}ci95_halfwidth" if aware else "ci95_halfwidth"])
                 if sigma_today is not None:
@@ -150,6 +165,7 @@ def _figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, f
                     f["today_error"].append(_expected_abs(bounded_today[key_value] - t,
                                                           sigma_today))
     return {name: {"coverage": float(np.mean(f["covered"])), "mae": float(np.mean(f["error"])),
+                   "coverage_file": float(np.mean(f["covered_file"])),
                    "half": float(np.mean(f["half"])),
                    "today_half": float(np.mean(f["today_half"])) if f["today_half"] else math.nan,
                    "today_mae": float(np.mean(f["today_error"])) if f["today_error"] else math.nan,
@@ -165,15 +181,21 @@ def figures(campaigns: list[tuple[ReleaseData, dict]]) -> dict[str, dict[str, fl
     return result
 
 
-#: Targets the default plan does not meet (measured; see the README): contacts by result
-#: with auto bounds halves its error but its interval is ~6× today's, and the rows beyond
-#: both bounds still leave ~1 of 14 cells outside it.
-#: Contacts by week's half-width depends on the DP choice drawn each run: 833 (12 × 2) in
-#: one run, 1,018 in another (larger bounds chosen), against 2 × 429 = 859.
-#: Contacts by week's coverage sits on the 90 % line: 0.86, 0.90, 0.92 over single runs of
-#: this test (50 cells each) and 0.895 over 4 runs × 2 campaigns (200 cells), after the
-#: merge with cadence: the rows beyond both bounds leave some weeks outside. Not met
-#: reliably, so marked (non-strict); the figure is printed with -s.
+#: Targets the default plan does not meet (measured; see the README, and
+#: ``benchmarks/bench_bounds.py --candidates`` for every candidate bound's expected figures
+#: from the exact counts). No rectangular bound of the grid meets all three targets:
+#: * contacts by result: the least-error candidate (3 × 6, bias-aware) has half-width
+#:   ± 1,871 (target ≤ 744) and covers 85-86 % of cells; at ± ≤ 744 no bound (nor a
+#:   two-level bound) errs less than ~2,540 (target ≤ ~2,200). The chooser picks 6 × 4 or
+#:   6 × 6 (± 2,160-2,650, ~6× today's, 85-86 % coverage).
+#: * contacts by week: 12 × 2 (+ 12 × 1 rows cut) meets the half-width (± 832 ≤ 859) and
+#:   the error, and covers ~90.5 % of cells in expectation against the counted truth (88 %
+#:   against the file-level truth); 16 × 2 covers 93 % but is ± 960. The DP choice draws
+#:   8, 12, 16, 20 or 24 weeks from one run to the next: over 80 draws (2 campaigns, exact
+#:   counts) the expected coverage is 0.909 and the mean half-width 885, against 0.90 and
+#:   859. One run of this test measured 0.905 and 862. With 200 cells pooled, the coverage's
+#:   standard error is ~0.02: both sit on their lines, so neither is asserted (non-strict);
+#:   the figures are printed with -s.
 UNMET = {("coverage", "contacts_by_result"), ("halfwidth", "contacts_by_result"),
          ("halfwidth", "contacts_by_week"), ("coverage", "contacts_by_week")}
 

@@ -11,7 +11,10 @@ Counting rules (so that a correct pipeline can reproduce them):
   ``age_reference_date`` (the campaign's last day); no birth date → age band ``unknown``.
 * contacts: every attempt row of both canvass exports, placed by the row's own postcode;
   result and channel keys are ``core.vocabulary`` codes through ``RESULT_MAP``/``CHANNEL_MAP``
-  (French app rows are door knocks).
+  (French app rows are door knocks). ``contacts.counted`` holds the same counts without
+  the attempts on people whose NationBuilder row says ``do_not_contact``: a withdrawal takes
+  the whole person, contacts included, out of the analytics (``pipeline/changes.py``), so
+  that is what a correct pipeline holds and what a DP release of it should be compared with.
 * donations: every row, placed by the row's ``zip``; amounts in cents.
 """
 
@@ -101,6 +104,8 @@ class GroundTruth:
         self.by_week = np.zeros(len(self.weeks), dtype=np.int64)
         self.made_by_week = np.zeros(len(self.weeks), dtype=np.int64)
         self.by_result = np.zeros(len(RESULTS), dtype=np.int64)
+        self.counted_by_week = np.zeros(len(self.weeks), dtype=np.int64)
+        self.counted_by_result = np.zeros(len(RESULTS), dtype=np.int64)
         self.by_channel: dict[str, int] = dict.fromkeys(CHANNEL_KEYS, 0)
         self.contacts_by_dep = np.zeros(nd, dtype=np.int64)
         self.rows_per_person = np.zeros(MAX_CONTACTS_PER_PERSON + 1, dtype=np.int64)
@@ -148,6 +153,9 @@ class GroundTruth:
         self.by_week += np.bincount(week, minlength=len(self.weeks))
         self.made_by_week += np.bincount(week[made], minlength=len(self.weeks))
         self.by_result += np.bincount(result, minlength=len(RESULTS))
+        kept = ~people.do_not_contact[contacts.person]
+        self.counted_by_week += np.bincount(week[kept], minlength=len(self.weeks))
+        self.counted_by_result += np.bincount(result[kept], minlength=len(RESULTS))
         per_channel = np.bincount(contacts.channel, minlength=len(CHANNEL_KEYS))
         for code, key in enumerate(CHANNEL_KEYS):
             self.by_channel[key] += int(per_channel[code])
@@ -225,6 +233,9 @@ class GroundTruth:
             "by_result": _keyed(RESULTS, self.by_result),
             "by_channel": dict(self.by_channel),
             "by_departement": _keyed(self.dep_keys, self.contacts_by_dep),
+            "counted": {"rows": int(self.counted_by_week.sum()),
+                        "by_iso_week": _keyed(self.weeks, self.counted_by_week),
+                        "by_result": _keyed(RESULTS, self.counted_by_result)},
             "rows_per_person": {
                 "persons": persons,
                 "mean": rows / persons if persons else 0.0,
