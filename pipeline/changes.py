@@ -164,10 +164,10 @@ class Diff:
     unchanged: int
     changed: int
     stale: int = 0
-    #: ``id, raw_key`` of stored rows found unchanged under another raw record (a column the
+    #: ``row, id`` of stored rows found unchanged under another raw record (a column the
     #: warehouse does not keep changed): their raw key is updated, so the next export skips them.
     rekeyed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
-        schema={"id": pl.String, "raw_key": pl.String}))
+        schema={"row": pl.UInt32, "id": pl.String}))
 
 
 RAW_KEY = "raw_key"
@@ -220,8 +220,8 @@ def event_ids_around(rows: pl.DataFrame, claims: pl.DataFrame) -> pl.Series:
 
 
 def diff_events(conn: Connection, rows: pl.DataFrame, kind: str) -> Diff:
-    """New and changed events (``row, id, fingerprint, raw_key``, withdrawn rows left out);
-    changed ones are deleted here, to be re-added."""
+    """New and changed events (``row, id, fingerprint``, withdrawn rows left out); changed
+    ones are deleted here, to be re-added."""
     table, id_column = EVENT_TABLES[kind]
     stored = store.lookup(conn, table, id_column, ["fingerprint"], rows.get_column("id"))
     judged = rows.join(stored.rename({id_column: "id", "fingerprint": "stored"}), on="id",
@@ -232,17 +232,16 @@ def diff_events(conn: Connection, rows: pl.DataFrame, kind: str) -> Diff:
     store.delete_keys(conn, table, id_column, changed.get_column("id").to_list())
     keep = judged.filter(pl.col("stored").is_null() | (pl.col("stored") != pl.col(FINGERPRINT)))
     return Diff(keep.get_column("row").sort(), unchanged.height, changed.height,
-                rekeyed=unchanged.select("id", RAW_KEY))
+                rekeyed=unchanged.select("row", "id"))
 
 
-def diff_people(conn: Connection, staged: pl.LazyFrame, columns: list[str]) -> Diff:
+def diff_people(conn: Connection, staged: pl.LazyFrame) -> Diff:
     """People rows whose state differs from the last applied one and is not older than it.
 
     Within one file, the last row of a source id wins (as it always did).
     """
-    rows = (staged.with_row_index("row").with_columns(raw_key("people", columns))
-            .filter(~pl.col(WITHDRAWN))
-            .select("row", "id_source", FINGERPRINT, UPDATED_AT, RAW_KEY).collect()
+    rows = (staged.with_row_index("row").filter(~pl.col(WITHDRAWN))
+            .select("row", "id_source", FINGERPRINT, UPDATED_AT).collect()
             .with_columns(pl.col(UPDATED_AT).cast(pl.String)))
     stored = store.lookup(conn, people_rows, "row_key", ["fingerprint", "updated_at"],
                           rows.get_column("id_source"))
@@ -257,7 +256,7 @@ def diff_people(conn: Connection, staged: pl.LazyFrame, columns: list[str]) -> D
     keep = judged.filter(~same.fill_null(False) & ~older.fill_null(False))
     changed = keep.filter(pl.col("stored").is_not_null()).height
     return Diff(keep.get_column("row").sort(), unchanged.height, changed, stale,
-                rekeyed=unchanged.select(pl.col("id_source").alias("id"), RAW_KEY))
+                rekeyed=unchanged.select("row", pl.col("id_source").alias("id")))
 
 
 def people_states(applied: pl.DataFrame) -> pl.DataFrame:

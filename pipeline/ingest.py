@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from core.errors import InvariantViolation
 from core.settings import Settings
@@ -229,20 +229,21 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             .filter(~pl.col(WITHDRAWN))
         wanted.append(changes.RAW_KEY)
         if prepared.kind == "people":
-            diff = changes.diff_people(conn, scan, columns)
+            diff = changes.diff_people(conn, scan)
             raw_table, raw_id = people_rows, "row_key"
         else:  # ids over the whole file (skipped records included), then the subset
             raw_table, raw_id = changes.EVENT_TABLES[prepared.kind]
-            events = base.select("row", EVENT_KEY, FINGERPRINT, changes.RAW_KEY).collect()
-            claims = unchanged.claimed(conn, prepared.kind, events.get_column(EVENT_KEY),
-                                       prepared.skipped_path or None)
-            events = events.with_columns(changes.event_ids_around(events, claims).alias("id"))
-            diff = changes.diff_events(conn, events, prepared.kind)
-            base = base.join(events.lazy().select("row", pl.col("id").alias(raw_id)),
-                             on="row", how="left")
+            diff, kept_ids = _diff_events(conn, prepared, base)
+            if kept_ids is None:  # nothing claimed: the ids are computed again, lazily
+                base = base.with_columns(changes.event_ids(pl.col(EVENT_KEY)).alias(raw_id))
+            else:
+                base = base.join(kept_ids.lazy().rename({"id": raw_id}), on="row", how="left",
+                                 maintain_order="left")
             wanted.append(raw_id)
-            del events
-        store.set_raw_keys(conn, raw_table, raw_id, diff.rekeyed)
+        if not diff.rekeyed.is_empty():
+            raw = base.select("row", changes.RAW_KEY).join(diff.rekeyed.lazy(), on="row")
+            store.set_raw_keys(conn, raw_table, raw_id, raw.select("id", changes.RAW_KEY)
+                               .collect())
         rows = base.filter(pl.col("row").is_in(diff.keep.implode())).select(wanted)
         clock.lap("diff")
         index = index_identifiers(rows)
@@ -312,6 +313,30 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                       rows_unchanged=diff.unchanged + prepared.rows_skipped,
                       rows_changed=diff.changed, rows_stale=diff.stale,
                       persons_withdrawn=withdrawal.persons, rows_skipped=prepared.rows_skipped)
+
+
+def _diff_events(conn: Connection, prepared: PreparedFile, base: pl.LazyFrame
+                 ) -> tuple[changes.Diff, pl.DataFrame | None]:
+    """The diff of a staged events file, and the ids of the rows to write when skipped
+    records claimed some occurrences (``None``: :func:`changes.event_ids` gives them).
+
+    A first load of the table has nothing to compare with: every row is written, and the
+    file's ids are never held in memory at once.
+    """
+    table, _ = changes.EVENT_TABLES[prepared.kind]
+    if not store.holds_rows(conn, table):
+        keep = base.select("row").collect().get_column("row")
+        return changes.Diff(keep, 0, 0), None
+    events = base.select("row", EVENT_KEY, FINGERPRINT).collect()
+    claims = unchanged.claimed(conn, prepared.kind, events.get_column(EVENT_KEY),
+                               prepared.skipped_path or None)
+    ids = events.select("row", FINGERPRINT,
+                        changes.event_ids_around(events, claims).alias("id"))
+    del events
+    diff = changes.diff_events(conn, ids, prepared.kind)
+    if claims.is_empty():
+        return diff, None
+    return diff, ids.filter(pl.col("row").is_in(diff.keep.implode())).select("row", "id")
 
 
 class _StageClock:

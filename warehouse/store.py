@@ -445,3 +445,8 @@ def set_raw_keys(conn: Connection, table: Table, key: str, pairs: pl.DataFrame) 
                         batch.rows())
     cur.close()
     return pairs.height
+
+
+def holds_rows(conn: Connection, table: Table) -> bool:
+    """Whether ``table`` has any row at all (a first load has nothing to compare with)."""
+    return conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
