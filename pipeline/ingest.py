@@ -239,7 +239,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             else:
                 base = base.join(kept_ids.lazy().rename({"id": raw_id}), on="row", how="left",
                                  maintain_order="left")
-            wanted.append(raw_id)
+            wanted = [c for c in wanted if c != EVENT_KEY] + [raw_id]  # the id holds the key
         if not diff.rekeyed.is_empty():
             raw = base.select("row", changes.RAW_KEY).join(diff.rekeyed.lazy(), on="row")
             store.set_raw_keys(conn, raw_table, raw_id, raw.select("id", changes.RAW_KEY)
@@ -262,23 +262,35 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         new_persons = resolution.new_persons
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
         del resolution
+        written = staged.height
+        # Each frame is narrowed before it is written and the wider one let go: at millions
+        # of rows, two copies of the written rows are what would push the load past its
+        # memory bound.
         if prepared.kind == "people":
+            states = changes.people_states(staged)
+            staged = staged.select("person_id", *(c for c in store.PERSON_ATTRIBUTES
+                                                  if c in staged.columns))
             store.upsert_persons(conn, staged, new_persons, prepared.sha256,
                                  update_existing=True)
-            store.replace_people_rows(conn, changes.people_states(staged), prepared.sha256)
+            del staged
+            store.replace_people_rows(conn, states, prepared.sha256)
+            del states
         else:
             store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
                                                      "region"),
                                  new_persons, prepared.sha256, update_existing=False)
-            store.bulk_insert(conn, changes.EVENT_TABLES[prepared.kind][0], staged,
+            table = changes.EVENT_TABLES[prepared.kind][0]
+            staged = staged.select([c.name for c in table.columns if c.name in staged.columns]) \
+                .sort(raw_id)
+            store.bulk_insert(conn, table, staged, presorted=True,
                               constants={"source": prepared.source,
                                          "file_sha256": prepared.sha256})
+            del staged
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
         if prepared.rows_staged + excluded + prepared.rows_skipped != prepared.rows_read:
             raise InvariantViolation(f"{prepared.file_name}: staged + excluded + skipped "
                                      "!= read")
         excluded += late.len()
-        written = staged.height
         counts = {"rows_read": prepared.rows_read, "rows_loaded": written,
                   "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
                   "persons_new": counts_new, "persons_merged": counts_merged}
