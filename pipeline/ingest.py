@@ -263,9 +263,8 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
         del resolution
         written = staged.height
-        # Each frame is narrowed before it is written and the wider one let go: at millions
-        # of rows, two copies of the written rows are what would push the load past its
-        # memory bound.
+        # The people frame is narrowed before it is written and the wider one let go: at
+        # millions of rows, two copies of the written rows push the load's memory up.
         if prepared.kind == "people":
             states = changes.people_states(staged)
             staged = staged.select("person_id", *(c for c in store.PERSON_ATTRIBUTES
@@ -279,10 +278,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
                                                      "region"),
                                  new_persons, prepared.sha256, update_existing=False)
-            table = changes.EVENT_TABLES[prepared.kind][0]
-            staged = staged.select([c.name for c in table.columns if c.name in staged.columns]) \
-                .sort(raw_id)
-            store.bulk_insert(conn, table, staged, presorted=True,
+            store.bulk_insert(conn, changes.EVENT_TABLES[prepared.kind][0], staged,
                               constants={"source": prepared.source,
                                          "file_sha256": prepared.sha256})
             del staged

@@ -95,8 +95,12 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame | pd.DataFra
     columns = [c.name for c in table.columns if c.name in rows.columns and c.name not in fixed]
     keys = [c.name for c in table.primary_key.columns if c.name in columns]
     rows = rows.select(columns)
-    if keys and not presorted:
-        rows = rows.sort(keys)
+    # In key order, gathered one batch at a time: sorting a copy of millions of rows would
+    # hold the rows twice.
+    order = rows.select(pl.arg_sort_by(keys)).to_series() if keys and not presorted else None
+    batches = (rows.iter_slices(_BATCH_ROWS) if order is None else
+               (rows[order.slice(start, _BATCH_ROWS)]
+                for start in range(0, rows.height, _BATCH_ROWS)))
     tail = tuple(fixed.values())  # constants join each batch, never a whole column in memory
     columns += list(fixed)
     rebuilt = _indexes_to_rebuild(conn, table, rows.height)
@@ -108,14 +112,14 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame | pd.DataFra
         schema = f'"{table.schema}".' if table.schema else ""
         sql = f'COPY {schema}"{table.name}" ({names}) FROM STDIN (FORMAT csv)'
         with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-            for batch in rows.iter_slices(_BATCH_ROWS):
+            for batch in batches:
                 batch = batch.with_columns([pl.lit(v).alias(k) for k, v in fixed.items()])
                 copy.write(batch.write_csv(include_header=False, quote_style="non_numeric"))
     else:
         placeholders = ", ".join("?" for _ in columns)
         cur = dbapi.cursor()  # type: ignore[union-attr]
         sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({placeholders})'
-        for batch in rows.iter_slices(_BATCH_ROWS):
+        for batch in batches:
             cur.executemany(sql, (row + tail for row in batch.rows()) if tail else batch.rows())
         cur.close()
     for index in rebuilt:
