@@ -140,7 +140,7 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
     Given the warehouse ``engine``, records it holds already, byte for byte, are skipped
     before anything but reading and one keyed hash is spent on them (``pipeline.unchanged``).
     """
-    from pipeline.staging import ChunkStats, StageJob, stage_file
+    from pipeline.staging import ChunkStats, StageJob, chunk_pool, stage_file
     from transforms.exports import open_export
     from transforms.read import sha256_file
 
@@ -155,16 +155,18 @@ def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: st
                        objections=objections, parts_dir=work / f"{sha}.parts",
                        raw_context=unchanged.raw_context(plan))
         skip = None
-        if engine is not None and job.raw_context is not None:
-            skip = unchanged.find_unchanged(job, engine, work, processes=workers)
-            job = replace(job, selection_dir=skip.selection_dir)
-        try:
-            total = ChunkStats.total(stage_file(job, out, progress=progress,
-                                                processes=workers))
-        except BaseException:
-            if skip is not None:
-                unchanged.drop(skip)
-            raise
+        with chunk_pool(plan, workers) as pool:
+            if engine is not None and job.raw_context is not None:
+                skip = unchanged.find_unchanged(job, engine, work, processes=workers,
+                                                pool=pool)
+                job = replace(job, selection_dir=skip.selection_dir)
+            try:
+                total = ChunkStats.total(stage_file(job, out, progress=progress,
+                                                    processes=workers, pool=pool))
+            except BaseException:
+                if skip is not None:
+                    unchanged.drop(skip)
+                raise
         if skip is not None and skip.selection_dir is not None:
             unchanged.drop(selection_dir=str(skip.selection_dir))
     prepared = PreparedFile(

@@ -19,6 +19,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from itertools import repeat
 from multiprocessing import current_process, get_context
@@ -80,14 +81,14 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
 
     raw = read_chunk(job.plan, k)
     read = len(raw)
-    hashes = raw_hashes(job, raw) if job.raw_context is not None else None
     occurrences = None
-    if job.selection_dir is not None:
+    if job.selection_dir is not None:  # the first pass hashed every record already
         selection = pq.read_table(selection_path(job.selection_dir, k))
-        keep = selection.column("i").to_numpy()
-        raw = raw.iloc[keep].reset_index(drop=True)
-        hashes = hashes.take(pa.array(keep)) if hashes is not None else None
+        raw = raw.iloc[selection.column("i").to_numpy()].reset_index(drop=True)
+        hashes: pa.Array | None = selection.column(RAW_HASH).combine_chunks()
         occurrences = selection.column("occurrence").to_pandas()
+    else:
+        hashes = raw_hashes(job, raw) if job.raw_context is not None else None
     normalized, nstats = normalize_chunk(raw, job.plan.profile, job.plan.path.name)
     del raw
     if hashes is not None:
@@ -136,30 +137,43 @@ def selection_path(selection_dir: Path, k: int) -> Path:
     return selection_dir / f"process-{k:05d}.parquet"
 
 
-def run_chunks(job: StageJob, work: Callable[[StageJob, int], _T], *, processes: int
-               ) -> Iterator[_T]:
-    """``work(job, k)`` for every chunk, in chunk order, on up to ``processes`` processes."""
-    chunks = job.plan.chunks
+@contextmanager
+def chunk_pool(plan: ReadPlan, processes: int) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes for a file's chunks, or ``None`` (one chunk, one process, or a
+    daemonic process). One pool serves every pass over the file: spawning costs seconds."""
+    chunks = plan.chunks
     workers = min(processes, chunks)
     if workers > 1 and current_process().daemon:
         # A Celery prefork worker runs tasks in daemonic processes, which may not have
         # children: there, parallelism comes from the workers themselves.
         log.info("%s: %d chunks in this process (a daemonic worker process cannot start "
-                 "staging processes)", job.plan.path.name, chunks)
+                 "staging processes)", plan.path.name, chunks)
         workers = 1
     if workers <= 1:
-        yield from map(work, repeat(job), range(chunks))
+        yield None
         return
-    log.info("%s: %d chunks on %d processes", job.plan.path.name, chunks, workers)
+    log.info("%s: %d chunks on %d processes", plan.path.name, chunks, workers)
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
     try:
-        yield from pool.map(work, repeat(job), range(chunks))
+        yield pool
     finally:  # after an error, chunks not yet started never start
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def run_chunks(job: StageJob, work: Callable[[StageJob, int], _T], *, processes: int,
+               pool: ProcessPoolExecutor | None = None) -> Iterator[_T]:
+    """``work(job, k)`` for every chunk, in chunk order: on ``pool`` when given, else on
+    up to ``processes`` processes of a pool of its own."""
+    if pool is not None:
+        yield from pool.map(work, repeat(job), range(job.plan.chunks))
+        return
+    with chunk_pool(job.plan, processes) as own:
+        yield from (own.map if own else map)(work, repeat(job), range(job.plan.chunks))
+
+
 def stage_file(job: StageJob, out: Path, *, processes: int = 1,
-               progress: Callable[[int], None] | None = None) -> list[ChunkStats]:
+               progress: Callable[[int], None] | None = None,
+               pool: ProcessPoolExecutor | None = None) -> list[ChunkStats]:
     """Stage every chunk of ``job.plan`` into the parquet file ``out``; return per-chunk counts.
 
     Raises the first chunk's error (an :class:`InputFileError` names file, line and rule);
@@ -169,7 +183,7 @@ def stage_file(job: StageJob, out: Path, *, processes: int = 1,
     job.parts_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stats: list[ChunkStats] = []
     try:
-        for result in run_chunks(job, stage_chunk, processes=processes):
+        for result in run_chunks(job, stage_chunk, processes=processes, pool=pool):
             stats.append(result)
             if progress is not None:
                 progress(result.rows)

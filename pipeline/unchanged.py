@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +91,12 @@ def raw_keys(hashes: pl.LazyFrame, kind: str) -> pl.LazyFrame:
         .alias("key"))
 
 
-def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int) -> Skip:
+def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int,
+                   pool: ProcessPoolExecutor | None = None) -> Skip:
     """Hash every record of the file, and find those the warehouse holds already.
 
     Writes ``work/<name>.select/process-<k>.parquet`` (rows of chunk ``k`` to process, with
-    their occurrence) and ``work/<name>.skipped.parquet`` (the skipped rows' raw keys).
+    their hash and occurrence) and ``work/<name>.skipped.parquet`` (the skipped rows' raw keys).
     """
     table, _ = RAW_KEY_TABLES[job.plan.profile.kind]
     with engine.connect() as conn:
@@ -106,7 +108,7 @@ def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int)
     selection_dir = work / f"{job.parts_dir.name}.select"
     skipped_path = work / f"{job.parts_dir.name}.skipped.parquet"
     try:
-        sizes = list(run_chunks(job, hash_chunk, processes=processes))
+        sizes = list(run_chunks(job, hash_chunk, processes=processes, pool=pool))
         parts = [pl.scan_parquet(hash_path(job.parts_dir, k))
                  .with_columns(pl.lit(k, pl.UInt32).alias("chunk"),
                                pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
@@ -122,11 +124,13 @@ def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int)
             .write_parquet(skipped_path)
         skipped_path.chmod(0o600)
         selection_dir.mkdir(mode=0o700, exist_ok=True)
-        chosen = process.filter(pl.col("process")).select("chunk", "i", "occurrence")
+        chosen = process.filter(pl.col("process")).select(
+            "chunk", "i", "occurrence", pl.col("key").str.split(".").list.first().alias(RAW_HASH))
         del process
         for k in range(chunks):
             part = selection_path(selection_dir, k)
-            chosen.filter(pl.col("chunk") == k).select("i", "occurrence").write_parquet(part)
+            chosen.filter(pl.col("chunk") == k).select("i", "occurrence", RAW_HASH) \
+                .write_parquet(part)
             part.chmod(0o600)
     except BaseException:
         shutil.rmtree(selection_dir, ignore_errors=True)
