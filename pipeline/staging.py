@@ -26,13 +26,12 @@ from multiprocessing import current_process, get_context
 from pathlib import Path
 from typing import TypeVar
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from privacy.keys import Keyring
 from privacy.pseudonymize import RAW_HASH, RAW_OCCURRENCE, pseudonymize_chunk, raw_row_hashes
-from transforms.read import ReadPlan, read_chunk
+from transforms.read import ReadPlan, chunk_frame, read_chunk_table
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -79,7 +78,8 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
     """Read, normalize and pseudonymize chunk ``k`` into ``parts_dir/part-<k>.parquet``."""
     from transforms.normalize import normalize_chunk
 
-    raw = read_chunk(job.plan, k)
+    table = read_chunk_table(job.plan, k)
+    raw = chunk_frame(job.plan, table, k)
     read = len(raw)
     occurrences = None
     if job.selection_dir is not None:  # the first pass hashed every record already
@@ -88,7 +88,8 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
         hashes: pa.Array | None = selection.column(RAW_HASH).combine_chunks()
         occurrences = selection.column("occurrence").to_pandas()
     else:
-        hashes = raw_hashes(job, raw) if job.raw_context is not None else None
+        hashes = raw_hashes(job, table) if job.raw_context is not None else None
+    del table
     normalized, nstats = normalize_chunk(raw, job.plan.profile, job.plan.path.name)
     del raw
     if hashes is not None:
@@ -110,10 +111,10 @@ def stage_chunk(job: StageJob, k: int) -> ChunkStats:
                       withdrawn=pstats.withdrawn)
 
 
-def raw_hashes(job: StageJob, raw: pd.DataFrame) -> pa.Array:
-    """The keyed hash of each raw record of a chunk (every field the profile reads)."""
-    columns = sorted(c for c in raw.columns if c != "row_number")
-    return raw_row_hashes([pa.array(raw[c], type=pa.string()) for c in columns],
+def raw_hashes(job: StageJob, table: pa.Table) -> pa.Array:
+    """The keyed hash of each raw record of a chunk, as parsed (every column the profile
+    reads, in name order; straight from Arrow, never through pandas)."""
+    return raw_row_hashes([table.column(c).combine_chunks() for c in sorted(table.column_names)],
                           str(job.raw_context), job.keyring, job.dataset)
 
 
@@ -122,11 +123,11 @@ def hash_chunk(job: StageJob, k: int) -> int:
 
     The first pass of a re-export: reading and one HMAC per record, nothing else.
     """
-    raw = read_chunk(job.plan, k)
+    table = read_chunk_table(job.plan, k)
     part = hash_path(job.parts_dir, k)
-    pq.write_table(pa.table({RAW_HASH: raw_hashes(job, raw)}), part)
+    pq.write_table(pa.table({RAW_HASH: raw_hashes(job, table)}), part)
     part.chmod(0o600)
-    return len(raw)
+    return table.num_rows
 
 
 def hash_path(parts_dir: Path, k: int) -> Path:

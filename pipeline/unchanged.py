@@ -64,7 +64,8 @@ def raw_context(plan: ReadPlan) -> str | None:
     if plan.profile.kind == "people" and "reference_date" not in plan.attrs:
         return None
     return json.dumps({"format": RAW_FORMAT, "profile": repr(plan.profile),
-                       "columns": sorted(plan.mapping),
+                       "columns": sorted(plan.mapping.items()),
+                       "present": sorted(plan.present.items()),
                        "attrs": {k: plan.attrs[k] for k in sorted(plan.attrs)}},
                       sort_keys=True, default=str)
 
