@@ -96,13 +96,14 @@ def _dialect(path: Path, source: str) -> dict[str, object] | None:
 def _render(results: list[dict[str, object]], failures: list[dict[str, object]]) -> None:
     if results:
         table = Table(title="ingested")
-        for col in ("file", "status", "read", "loaded", "unchanged", "excluded", "unplaced",
+        for col in ("file", "status", "read", "loaded", "unchanged", "skipped", "excluded",
+                    "unplaced",
                     "new persons", "merged", "withdrawn", "read as"):
             table.add_column(col, justify="left" if col in ("file", "status") else "right")
         for r in results:
             table.add_row(str(r["file_name"]), str(r["status"]), str(r["rows_read"]),
                           str(r["rows_loaded"]), str(r.get("rows_unchanged", 0)),
-                          str(r["rows_excluded"]), str(r["rows_unplaced"]),
+                          str(r.get("rows_skipped", 0)), str(r["rows_excluded"]), str(r["rows_unplaced"]),
                           str(r["persons_new"]), str(r["persons_merged"]),
                           str(r.get("persons_withdrawn", 0)), _short(r["dialect"]))
         console.print(table)

@@ -149,15 +149,17 @@ def raw_suite(profile: SourceProfile, header: Collection[str], *,
 #: pseudonyms under older key versions come as ``<column>__k<n>`` (see ``staged_version_column``).
 STAGING_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "people": ("id_source", "id_email", "id_phone", "id_phone2", "fingerprint", "withdrawn",
-               "updated_at"),
-    "contacts": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn"),
-    "donations": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn"),
+               "updated_at", "raw_hash", "raw_occurrence"),
+    "contacts": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn",
+                 "raw_hash", "raw_occurrence"),
+    "donations": ("id_source", "id_email", "id_phone", "id_phone2", "event_key", "withdrawn",
+                  "raw_hash", "raw_occurrence"),
 }
 KIND_TABLES: Mapping[str, str] = {"people": "persons", "contacts": "contacts",
                                   "donations": "donations"}
 PSEUDONYM_COLUMNS = frozenset({"person_id", "contact_id", "donation_id", "canvasser_id",
                                "id_source", "id_email", "id_phone", "id_phone2", "event_key",
-                               "fingerprint"})
+                               "fingerprint", "raw_hash"})
 _VERSIONED = re.compile(r"^(id_source|id_email|id_phone|id_phone2|event_key)__k[0-9]{1,6}$")
 
 

@@ -23,7 +23,7 @@ So a daily full export writes in proportion to what changed, not to the file.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -33,6 +33,8 @@ from privacy.pseudonymize import (
     EVENT_KEY,
     FINGERPRINT,
     ID_COLUMNS,
+    RAW_HASH,
+    RAW_OCCURRENCE,
     UPDATED_AT,
     WITHDRAWN,
     previous_column,
@@ -162,13 +164,65 @@ class Diff:
     unchanged: int
     changed: int
     stale: int = 0
+    #: ``row, id`` of stored rows found unchanged under another raw record (a column the
+    #: warehouse does not keep changed): their raw key is updated, so the next export skips them.
+    rekeyed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
+        schema={"row": pl.UInt32, "id": pl.String}))
 
 
-def diff_events(conn: Connection, staged: pl.LazyFrame, kind: str) -> Diff:
-    """New and changed events of a staged file; changed ones are deleted here, to be re-added."""
+RAW_KEY = "raw_key"
+
+
+def raw_key(kind: str, columns: list[str]) -> pl.Expr:
+    """The staged rows' raw key (see :mod:`pipeline.unchanged`); null when not hashed.
+
+    An event's occurrence among identical records was decided over the whole file when
+    records were skipped (``raw_occurrence``); otherwise every record of the file was
+    staged, and it is counted here, in file order.
+    """
+    if RAW_HASH not in columns:
+        return pl.lit(None, pl.String).alias(RAW_KEY)
+    if kind == "people":
+        return pl.col(RAW_HASH).alias(RAW_KEY)
+    counted = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(RAW_HASH)
+    occurrence = pl.col(RAW_OCCURRENCE).cast(pl.Int64).fill_null(counted) \
+        if RAW_OCCURRENCE in columns else counted
+    return pl.concat_str([pl.col(RAW_HASH), pl.lit("."), occurrence.cast(pl.String)]) \
+        .alias(RAW_KEY)
+
+
+def event_ids_around(rows: pl.DataFrame, claims: pl.DataFrame) -> pl.Series:
+    """Event ids of processed rows (``event_key``, ``fingerprint``), around skipped ones.
+
+    Without claims this is :func:`event_ids`. Skipped records (``pipeline.unchanged``) keep
+    the ids they are stored under; those that share a natural key with processed rows
+    ``claim`` their occurrence numbers (``event_key, occurrence``), and the processed rows of
+    that key take the smallest free numbers, in fingerprint order. So the file's rows of one
+    natural key are still numbered over all of them: two identical attempts stay two.
+    """
+    occurrence = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(
+        EVENT_KEY, order_by=pl.col(FINGERPRINT))
+    ranked = rows.select(EVENT_KEY, occurrence.alias("occurrence"))
+    if not claims.is_empty():
+        taken: dict[str, set[int]] = {}
+        for key, number in claims.iter_rows():
+            taken.setdefault(key, set()).add(int(number))
+        touched = ranked.with_row_index("at").filter(pl.col(EVENT_KEY).is_in(list(taken)))
+        fixed: dict[int, int] = {}
+        for at, key, rank in touched.iter_rows():
+            free = (n for n in range(1, rank + len(taken[key]) + 1) if n not in taken[key])
+            fixed[at] = next(n for i, n in enumerate(free, 1) if i == rank)
+        if fixed:
+            ranked = ranked.with_columns(ranked.get_column("occurrence").scatter(
+                list(fixed), list(fixed.values())))
+    return ranked.select(pl.concat_str([pl.col(EVENT_KEY), pl.lit("."),
+                                        pl.col("occurrence").cast(pl.String)])).to_series()
+
+
+def diff_events(conn: Connection, rows: pl.DataFrame, kind: str) -> Diff:
+    """New and changed events (``row, id, fingerprint``, withdrawn rows left out); changed
+    ones are deleted here, to be re-added."""
     table, id_column = EVENT_TABLES[kind]
-    rows = (staged.with_row_index("row").filter(~pl.col(WITHDRAWN))
-            .select("row", event_ids(pl.col(EVENT_KEY)).alias("id"), FINGERPRINT).collect())
     stored = store.lookup(conn, table, id_column, ["fingerprint"], rows.get_column("id"))
     judged = rows.join(stored.rename({id_column: "id", "fingerprint": "stored"}), on="id",
                        how="left")
@@ -177,7 +231,8 @@ def diff_events(conn: Connection, staged: pl.LazyFrame, kind: str) -> Diff:
                             (pl.col("stored") != pl.col(FINGERPRINT)))
     store.delete_keys(conn, table, id_column, changed.get_column("id").to_list())
     keep = judged.filter(pl.col("stored").is_null() | (pl.col("stored") != pl.col(FINGERPRINT)))
-    return Diff(keep.get_column("row").sort(), unchanged.height, changed.height)
+    return Diff(keep.get_column("row").sort(), unchanged.height, changed.height,
+                rekeyed=unchanged.select("row", "id"))
 
 
 def diff_people(conn: Connection, staged: pl.LazyFrame) -> Diff:
@@ -196,11 +251,12 @@ def diff_people(conn: Connection, staged: pl.LazyFrame) -> Diff:
     same = pl.col("stored") == pl.col(FINGERPRINT)
     older = pl.col(UPDATED_AT).is_not_null() & pl.col("stored_at").is_not_null() & \
         (pl.col(UPDATED_AT) < pl.col("stored_at"))
-    unchanged = judged.filter(same.fill_null(False)).height
+    unchanged = judged.filter(same.fill_null(False))
     stale = judged.filter(~same.fill_null(False) & older.fill_null(False)).height
     keep = judged.filter(~same.fill_null(False) & ~older.fill_null(False))
     changed = keep.filter(pl.col("stored").is_not_null()).height
-    return Diff(keep.get_column("row").sort(), unchanged, changed, stale)
+    return Diff(keep.get_column("row").sort(), unchanged.height, changed, stale,
+                rekeyed=unchanged.select("row", pl.col("id_source").alias("id")))
 
 
 def people_states(applied: pl.DataFrame) -> pl.DataFrame:
@@ -209,4 +265,4 @@ def people_states(applied: pl.DataFrame) -> pl.DataFrame:
             .unique("id_source", keep="last", maintain_order=True)
             .select(pl.col("id_source").alias("row_key"), "person_id",
                     pl.col(FINGERPRINT).alias("fingerprint"),
-                    pl.col(UPDATED_AT).cast(pl.String).alias("updated_at")))
+                    pl.col(UPDATED_AT).cast(pl.String).alias("updated_at"), RAW_KEY))

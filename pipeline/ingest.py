@@ -15,23 +15,32 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from core.errors import InvariantViolation
 from core.settings import Settings
-from pipeline import changes
+from pipeline import changes, unchanged
+from pipeline.unchanged import StaleStagingError
 from privacy.identity import existing_links, index_identifiers, resolve_index
 from privacy.keys import Keyring
-from privacy.pseudonymize import EVENT_KEY, ID_COLUMNS, PURPOSE_PERSON, WITHDRAWN
+from privacy.pseudonymize import (
+    EVENT_KEY,
+    FINGERPRINT,
+    ID_COLUMNS,
+    PURPOSE_PERSON,
+    RAW_HASH,
+    RAW_OCCURRENCE,
+    WITHDRAWN,
+)
 from warehouse import store
-from warehouse.schema import ingested_files
+from warehouse.schema import ingested_files, people_rows
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,10 @@ class PreparedFile:
     bad_email: int
     bad_phone: int
     rows_withdrawn: int = 0
+    #: Records found unchanged before staging (``pipeline.unchanged``): never processed.
+    rows_skipped: int = 0
+    skipped_path: str = ""  # their raw keys, for the load's checks
+    skip_marker: str = ""  # the warehouse's change marker when they were found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +103,9 @@ class LoadResult:
     rows_stale: int = 0
     #: Persons removed because a row of this file says do_not_contact.
     persons_withdrawn: int = 0
+    #: Of ``rows_unchanged``, the records recognised from their raw bytes before any
+    #: processing (byte-identical to what is stored; ``pipeline.unchanged``).
+    rows_skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,37 +130,58 @@ def workbook_dir(settings: Settings) -> Path:
 def prepare_file(path: Path, settings: Settings, keyring: Keyring, *, source: str = "auto",
                  dataset: str = DEFAULT_DATASET, objections: frozenset[str] = frozenset(),
                  chunk_rows: int | None = None, processes: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> PreparedFile:
+                 progress: Callable[[int], None] | None = None,
+                 engine: Engine | None = None) -> PreparedFile:
     """Read and pseudonymize one raw file into a staged parquet file; raise on any bad input.
 
     The whole file is proven well-formed first (the same pass locates its chunks), so a
     rejection never follows a partial stage. Chunks of ``chunk_rows`` rows are staged on
     ``processes`` processes (defaults: ``settings.chunk_rows``, ``settings.ingest_processes``).
+    Given the warehouse ``engine``, records it holds already, byte for byte, are skipped
+    before anything but reading and one keyed hash is spent on them (``pipeline.unchanged``).
     """
-    from pipeline.staging import ChunkStats, StageJob, stage_file
+    from pipeline.staging import ChunkStats, StageJob, chunk_pool, stage_file
     from transforms.exports import open_export
     from transforms.read import sha256_file
 
     sha = sha256_file(path)  # of the file that landed (a workbook: the workbook's bytes)
     work = staged_dir(settings)
+    workers = settings.ingest_processes if processes is None else processes
     with open_export(path, source, work_dir=workbook_dir(settings)) as opened:
         profile = opened.profile
         plan = opened.plan(chunk_rows or settings.chunk_rows, validate=True)
         out = work / f"{sha}.{profile.kind}.parquet"
         job = StageJob(plan=plan, keyring=keyring, dataset=dataset,
-                       objections=objections, parts_dir=work / f"{sha}.parts")
-        total = ChunkStats.total(stage_file(
-            job, out, progress=progress,
-            processes=settings.ingest_processes if processes is None else processes))
+                       objections=objections, parts_dir=work / f"{sha}.parts",
+                       raw_context=unchanged.raw_context(plan))
+        skip = None
+        with chunk_pool(plan, workers) as pool:
+            if engine is not None and job.raw_context is not None:
+                skip = unchanged.find_unchanged(job, engine, work, processes=workers,
+                                                pool=pool)
+                job = replace(job, selection_dir=skip.selection_dir)
+            try:
+                total = ChunkStats.total(stage_file(job, out, progress=progress,
+                                                    processes=workers, pool=pool))
+            except BaseException:
+                if skip is not None:
+                    unchanged.drop(skip)
+                raise
+        if skip is not None and skip.selection_dir is not None:
+            unchanged.drop(selection_dir=str(skip.selection_dir))
     prepared = PreparedFile(
         file_name=path.name, sha256=sha, source=profile.name, kind=profile.kind,
         staged_path=str(out), dataset=dataset, key_id=keyring.current.key_id,
         rows_read=total.rows, rows_staged=total.staged,
         rows_excluded_no_basis=total.excluded_no_basis,
         rows_excluded_objection=total.excluded_objection, rows_unplaced=total.unplaced,
-        bad_email=total.bad_email, bad_phone=total.bad_phone, rows_withdrawn=total.withdrawn)
-    log.info("prepared %s (%s): %d rows read, %d staged, %d excluded, %d unplaced",
-             path.name, profile.name, prepared.rows_read, prepared.rows_staged,
+        bad_email=total.bad_email, bad_phone=total.bad_phone, rows_withdrawn=total.withdrawn,
+        rows_skipped=total.skipped,
+        skipped_path=str(skip.skipped_path) if skip and skip.skipped_path else "",
+        skip_marker=skip.marker if skip else "")
+    log.info("prepared %s (%s): %d rows read, %d skipped as unchanged, %d staged, "
+             "%d excluded, %d unplaced", path.name, profile.name, prepared.rows_read,
+             prepared.rows_skipped, prepared.rows_staged,
              prepared.rows_excluded_no_basis + prepared.rows_excluded_objection,
              prepared.rows_unplaced)
     return prepared
@@ -179,6 +216,8 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
                               "already_loaded", int(done["rows_read"]), 0,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
+        if prepared.rows_skipped:
+            unchanged.recheck(conn, prepared.kind, prepared.skipped_path, prepared.skip_marker)
         scan = pl.scan_parquet(prepared.staged_path)
         columns = scan.collect_schema().names()
         changes.rekey_stored(conn, scan, prepared.kind, columns)
@@ -187,14 +226,26 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             scan = scan.with_columns((pl.col(WITHDRAWN) | pl.int_range(pl.len(), dtype=pl.UInt32)
                                       .is_in(late.implode())).alias(WITHDRAWN))
         withdrawal = changes.withdraw(conn, scan, columns, at)
-        diff = changes.diff_people(conn, scan) if prepared.kind == "people" else \
-            changes.diff_events(conn, scan, prepared.kind)
-        wanted = [c for c in columns if "__k" not in c]
-        base = scan.with_row_index("row").filter(~pl.col(WITHDRAWN))
-        if prepared.kind in changes.EVENT_TABLES:  # ids over the whole file, then the subset
-            id_column = changes.EVENT_TABLES[prepared.kind][1]
-            base = base.with_columns(changes.event_ids(pl.col(EVENT_KEY)).alias(id_column))
-            wanted.append(id_column)
+        wanted = [c for c in columns if "__k" not in c and c not in (RAW_HASH, RAW_OCCURRENCE)]
+        base = scan.with_row_index("row").with_columns(changes.raw_key(prepared.kind, columns)) \
+            .filter(~pl.col(WITHDRAWN))
+        wanted.append(changes.RAW_KEY)
+        if prepared.kind == "people":
+            diff = changes.diff_people(conn, scan)
+            raw_table, raw_id = people_rows, "row_key"
+        else:  # ids over the whole file (skipped records included), then the subset
+            raw_table, raw_id = changes.EVENT_TABLES[prepared.kind]
+            diff, kept_ids = _diff_events(conn, prepared, base)
+            if kept_ids is None:  # nothing claimed: the ids are computed again, lazily
+                base = base.with_columns(changes.event_ids(pl.col(EVENT_KEY)).alias(raw_id))
+            else:
+                base = base.join(kept_ids.lazy().rename({"id": raw_id}), on="row", how="left",
+                                 maintain_order="left")
+            wanted = [c for c in wanted if c != EVENT_KEY] + [raw_id]  # the id holds the key
+        if not diff.rekeyed.is_empty():
+            raw = base.select("row", changes.RAW_KEY).join(diff.rekeyed.lazy(), on="row")
+            store.set_raw_keys(conn, raw_table, raw_id, raw.select("id", changes.RAW_KEY)
+                               .collect())
         rows = base.filter(pl.col("row").is_in(diff.keep.implode())).select(wanted)
         clock.lap("diff")
         index = index_identifiers(rows)
@@ -213,10 +264,18 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         new_persons = resolution.new_persons
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
         del resolution
+        written = staged.height
+        # The people frame is narrowed before it is written and the wider one let go: at
+        # millions of rows, two copies of the written rows push the load's memory up.
         if prepared.kind == "people":
+            states = changes.people_states(staged)
+            staged = staged.select("person_id", *(c for c in store.PERSON_ATTRIBUTES
+                                                  if c in staged.columns))
             store.upsert_persons(conn, staged, new_persons, prepared.sha256,
                                  update_existing=True)
-            store.replace_people_rows(conn, changes.people_states(staged), prepared.sha256)
+            del staged
+            store.replace_people_rows(conn, states, prepared.sha256)
+            del states
         else:
             store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
                                                      "region"),
@@ -224,18 +283,21 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
             store.bulk_insert(conn, changes.EVENT_TABLES[prepared.kind][0], staged,
                               constants={"source": prepared.source,
                                          "file_sha256": prepared.sha256})
+            del staged
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
-        if prepared.rows_staged + excluded != prepared.rows_read:
-            raise InvariantViolation(f"{prepared.file_name}: staged + excluded != read")
+        if prepared.rows_staged + excluded + prepared.rows_skipped != prepared.rows_read:
+            raise InvariantViolation(f"{prepared.file_name}: staged + excluded + skipped "
+                                     "!= read")
         excluded += late.len()
-        written = staged.height
         counts = {"rows_read": prepared.rows_read, "rows_loaded": written,
                   "rows_excluded": excluded, "rows_unplaced": prepared.rows_unplaced,
                   "persons_new": counts_new, "persons_merged": counts_merged}
         details = {"excluded_no_lawful_basis": prepared.rows_excluded_no_basis,
                    "excluded_objection": prepared.rows_excluded_objection,
                    "bad_email": prepared.bad_email, "bad_phone": prepared.bad_phone,
-                   "rows_unchanged": diff.unchanged, "rows_changed": diff.changed,
+                   "rows_unchanged": diff.unchanged + prepared.rows_skipped,
+                   "rows_skipped_unchanged": prepared.rows_skipped,
+                   "rows_changed": diff.changed,
                    "rows_older_than_stored": diff.stale,
                    "withdrawn_rows": prepared.rows_withdrawn,
                    "excluded_objection_at_load": late.len(),
@@ -248,16 +310,43 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         clock.lap("rows")
     clock.lap("commit")
     _drop_staged(prepared)
-    log.info("loaded %s: %d rows written (%d unchanged, %d changed, %d older than stored), "
-             "%d new persons, %d merged, %d withdrawn (%s)", prepared.file_name, written,
-             diff.unchanged, diff.changed, diff.stale, counts["persons_new"],
+    log.info("loaded %s: %d rows written (%d unchanged, of which %d skipped before "
+             "processing; %d changed, %d older than stored), %d new persons, %d merged, "
+             "%d withdrawn (%s)", prepared.file_name, written,
+             diff.unchanged + prepared.rows_skipped, prepared.rows_skipped, diff.changed,
+             diff.stale, counts["persons_new"],
              counts["persons_merged"], withdrawal.persons,
              ", ".join(f"{k} {v:.1f} s" for k, v in clock.seconds.items()))
     return LoadResult(prepared.file_name, prepared.sha256, prepared.source, "loaded",
                       prepared.rows_read, written, excluded, prepared.rows_unplaced,
                       counts["persons_new"], counts["persons_merged"], dict(clock.seconds),
-                      rows_unchanged=diff.unchanged, rows_changed=diff.changed,
-                      rows_stale=diff.stale, persons_withdrawn=withdrawal.persons)
+                      rows_unchanged=diff.unchanged + prepared.rows_skipped,
+                      rows_changed=diff.changed, rows_stale=diff.stale,
+                      persons_withdrawn=withdrawal.persons, rows_skipped=prepared.rows_skipped)
+
+
+def _diff_events(conn: Connection, prepared: PreparedFile, base: pl.LazyFrame
+                 ) -> tuple[changes.Diff, pl.DataFrame | None]:
+    """The diff of a staged events file, and the ids of the rows to write when skipped
+    records claimed some occurrences (``None``: :func:`changes.event_ids` gives them).
+
+    A first load of the table has nothing to compare with: every row is written, and the
+    file's ids are never held in memory at once.
+    """
+    table, _ = changes.EVENT_TABLES[prepared.kind]
+    if not store.holds_rows(conn, table):
+        keep = base.select("row").collect().get_column("row")
+        return changes.Diff(keep, 0, 0), None
+    events = base.select("row", EVENT_KEY, FINGERPRINT).collect()
+    claims = unchanged.claimed(conn, prepared.kind, events.get_column(EVENT_KEY),
+                               prepared.skipped_path or None)
+    ids = events.select("row", FINGERPRINT,
+                        changes.event_ids_around(events, claims).alias("id"))
+    del events
+    diff = changes.diff_events(conn, ids, prepared.kind)
+    if claims.is_empty():
+        return diff, None
+    return diff, ids.filter(pl.col("row").is_in(diff.keep.implode())).select("row", "id")
 
 
 class _StageClock:
@@ -275,6 +364,8 @@ class _StageClock:
 
 def _drop_staged(prepared: PreparedFile) -> None:
     Path(prepared.staged_path).unlink(missing_ok=True)
+    if prepared.skipped_path:
+        Path(prepared.skipped_path).unlink(missing_ok=True)
 
 
 def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring, *,
@@ -295,11 +386,22 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
         return LoadResult(path.name, str(done["sha256"]), str(done["source"]), "already_loaded",
                           int(done["rows_read"]), 0, int(done["rows_excluded"]),
                           int(done["rows_unplaced"]), 0, 0)
-    prepared = prepare_file(path, settings, keyring, source=source, dataset=dataset,
-                            objections=objections, progress=progress)
-    try:
-        warnings = staged_check(prepared) if staged_check is not None else {}
-        return load_prepared(prepared, engine, keyring, now=now, warnings=warnings, again=again)
-    except BaseException:
-        _drop_staged(prepared)
-        raise
+    for attempt in (1, 2):
+        prepared = prepare_file(path, settings, keyring, source=source, dataset=dataset,
+                                objections=objections, progress=progress, engine=engine)
+        try:
+            warnings = staged_check(prepared) if staged_check is not None else {}
+            return load_prepared(prepared, engine, keyring, now=now, warnings=warnings,
+                                 again=again)
+        except StaleStagingError:
+            _drop_staged(prepared)
+            if attempt == 2:
+                raise
+            log.info("%s: the warehouse changed under its skipped records since it was "
+                     "staged; staging it again", path.name)
+            with engine.connect() as conn:
+                objections = store.objection_pseudonyms(conn)
+        except BaseException:
+            _drop_staged(prepared)
+            raise
+    raise InvariantViolation("unreachable")

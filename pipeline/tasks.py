@@ -180,10 +180,11 @@ def pseudonymize_file(checked: Mapping[str, Any], settings: Settings) -> dict[st
     from warehouse.db import make_engine
 
     keyring = load_master_keyring(settings)
-    with make_engine(settings.warehouse_url).connect() as conn:
+    engine = make_engine(settings.warehouse_url)
+    with engine.connect() as conn:
         objections = store.objection_pseudonyms(conn)
     prepared = prepare_file(Path(checked["path"]), settings, keyring,
-                            source=str(checked["source"]), objections=objections)
+                            source=str(checked["source"]), objections=objections, engine=engine)
     return prepared.to_dict() | {"path": checked["path"], "warnings": checked.get("warnings", [])}
 
 
@@ -210,7 +211,8 @@ def load_file(prepared: Mapping[str, Any], settings: Settings, *,
               now: datetime | None = None) -> dict[str, Any]:
     """Load the staged rows in one transaction (a retry of a loaded file is a no-op)."""
     from pipeline.connections import load_master_keyring
-    from pipeline.ingest import PreparedFile, load_prepared
+    from pipeline.ingest import PreparedFile, load_prepared, prepare_file
+    from pipeline.unchanged import StaleStagingError
     from warehouse.db import ensure_schema, make_engine
 
     info = PreparedFile.from_dict({k: v for k, v in prepared.items()
@@ -224,8 +226,25 @@ def load_file(prepared: Mapping[str, Any], settings: Settings, *,
             if store.already_loaded(conn, info.sha256) is None:
                 raise FileNotFoundError(f"staged rows of {info.file_name} are gone; "
                                         "clear the task to prepare the file again")
-    result = load_prepared(info, engine, load_master_keyring(settings), now=now,
-                           warnings={"rules": list(prepared.get("warnings", []))})
+    keyring = load_master_keyring(settings)
+    warnings = {"rules": list(prepared.get("warnings", []))}
+    try:
+        result = load_prepared(info, engine, keyring, now=now, warnings=warnings)
+    except StaleStagingError:
+        # Records skipped as unchanged were changed or removed since staging (another file
+        # of the run was loaded first): stage the raw file again, against today's warehouse.
+        log.info("%s: staged again, the warehouse changed under its skipped records",
+                 info.file_name)
+        Path(info.staged_path).unlink(missing_ok=True)
+        if info.skipped_path:
+            Path(info.skipped_path).unlink(missing_ok=True)
+        with engine.connect() as conn:
+            from warehouse import store
+
+            objections = store.objection_pseudonyms(conn)
+        again = prepare_file(Path(prepared["path"]), settings, keyring, source=info.source,
+                             dataset=info.dataset, objections=objections, engine=engine)
+        result = load_prepared(again, engine, keyring, now=now, warnings=warnings)
     return result.to_dict() | {"path": prepared["path"]}
 
 

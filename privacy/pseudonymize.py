@@ -9,6 +9,7 @@ analytics, or whose identifiers are on the objection list, are dropped and only 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +40,10 @@ EVENT_KEY = "event_key"  # keyed hash of the event's natural key (contacts, dona
 FINGERPRINT = "fingerprint"  # keyed hash of the whole staged row: unchanged rows are skipped
 WITHDRAWN = "withdrawn"  # the row says do_not_contact: only its identifiers are staged
 UPDATED_AT = "updated_at"  # people: which export of a person is newer
+RAW_HASH = "raw_hash"  # keyed hash of the raw record (see raw_row_hashes)
+RAW_OCCURRENCE = "raw_occurrence"  # events: the record's occurrence in the file, when known
+#: Staged columns that travel beside the row and are no part of its fingerprint.
+UNFINGERPRINTED: tuple[str, ...] = (UPDATED_AT, RAW_HASH, RAW_OCCURRENCE)
 #: Columns whose values are keyed pseudonyms and that also exist under older key versions.
 VERSIONED_COLUMNS: tuple[str, ...] = (*ID_COLUMNS, EVENT_KEY)
 
@@ -47,6 +52,7 @@ PURPOSE_PERSON = "person"
 PURPOSE_CANVASSER = "canvasser"
 PURPOSE_EVENT = "event"
 PURPOSE_FINGERPRINT = "fingerprint"
+PURPOSE_RAW_ROW = "raw_row"
 _SEP = "\x1f"  # unit separator: cannot occur in a normalized value
 
 
@@ -106,6 +112,28 @@ def event_messages(frame: pd.DataFrame, natural_key: tuple[str, ...]) -> pd.Seri
         return by_tuple
     event_id = frame["event_id"].astype("string")
     return ("i" + _SEP + event_id.fillna("")).where(event_id.notna(), by_tuple)
+
+
+def raw_row_hashes(columns: list[pa.Array], context: str, keyring: Keyring,
+                   dataset: str) -> pa.Array:
+    """Keyed hash (purpose ``raw_row``, current key) of each raw record, as read.
+
+    Why: a daily snapshot repeats yesterday's records byte for byte, and such a record
+    normalizes, pseudonymizes and resolves exactly as it did then, provided the file-wide
+    decisions are the same. ``context`` names those (profile, date orders, decimal mark,
+    reference date, format version): it is the hash's domain, so a file read another way
+    matches nothing and is processed in full. The message is the fields joined by a
+    separator followed by their lengths, so two different records never share one.
+    Keyed, never a plain hash: a record holds identifiers.
+    """
+    n = len(columns[0]) if columns else 0
+    if not n:
+        return pa.array([], type=pa.string())
+    fields = [pc.fill_null(c.cast(pa.string()), "") for c in columns]
+    lengths = [pc.cast(pc.binary_length(f), pa.string()) for f in fields]
+    message = pc.binary_join_element_wise(*fields, *lengths, _SEP)
+    kind = "raw:" + hashlib.sha256(context.encode()).hexdigest()[:32]
+    return keyring.pseudonymizer(dataset, PURPOSE_RAW_ROW).pseudonymize_array(kind, message)
 
 
 def _hash_text(pseudonymizer: Pseudonymizer, kind: str, text: pd.Series) -> pd.Series:
@@ -168,7 +196,10 @@ def pseudonymize_chunk(normalized: pd.DataFrame, kind: str, *, dataset: str, key
         out[column] = frame[column] if column in frame.columns else None
     if kind == "people":
         out[UPDATED_AT] = frame[UPDATED_AT] if UPDATED_AT in frame.columns else None
-    current_columns = [c for c in out.columns if "__k" not in c and c != UPDATED_AT]
+    for column in (RAW_HASH, RAW_OCCURRENCE):  # set by staging when it hashed the raw records
+        if column in frame.columns:
+            out[column] = frame[column]
+    current_columns = [c for c in out.columns if "__k" not in c and c not in UNFINGERPRINTED]
     out[FINGERPRINT] = _hash_text(keyring.pseudonymizer(dataset, PURPOSE_FINGERPRINT), kind,
                                   _joined(out, current_columns))
     # A withdrawn row carries its identifiers only: nothing else of it is ever staged.

@@ -238,3 +238,5 @@ def test_daily_reexports_through_the_ingest_dag(tmp_path: Path, warehouse_url: s
                                                               history.name)).scalars()]
     assert sorted(d["rows_unchanged"] for d in details)[0] == 0
     assert max(d["rows_unchanged"] for d in details) > 1000
+    # day 2's unchanged records were recognised before processing (pipeline.unchanged)
+    assert max(d["rows_skipped_unchanged"] for d in details) > 1000

@@ -134,7 +134,7 @@ def test_a_version_1_warehouse_is_migrated_and_its_old_entries_still_verify(
     acc.charge(charges("old", 1, Fraction(1, 10))[0])
     downgrade_to_v1(engine)  # back to what version 1 created
     assert schema_version(engine) == 1
-    assert ensure_schema(engine) == SCHEMA_VERSION == schema_version(engine) == 2
+    assert ensure_schema(engine) == SCHEMA_VERSION == schema_version(engine) == 3
     acc.admit_run(RunRequest(DATASET, "new", charges("new", 2, Fraction(1, 10))))
     report = verify(engine, key.verify_key, Path("/nonexistent"))
     assert report.ok and report.entries == 3, report.problems

@@ -1019,9 +1019,18 @@ def last_read_report(path: Path) -> ReadReport | None:
 
 def read_chunk(plan: ReadPlan, k: int) -> pd.DataFrame:
     """Chunk ``k`` of a planned file (see :func:`read_chunks` for the frame's shape)."""
+    return chunk_frame(plan, read_chunk_table(plan, k), k)
+
+
+def read_chunk_table(plan: ReadPlan, k: int) -> pa.Table:
+    """Chunk ``k`` as parsed: the raw columns the profile reads (``plan.include``), as text."""
     with plan.path.open("rb") as handle:
-        table = _parse_chunk(handle, k, plan.bounds, plan.chunk_rows, plan.dialect,
-                             list(plan.names), list(plan.include), plan.scan)
+        return _parse_chunk(handle, k, plan.bounds, plan.chunk_rows, plan.dialect,
+                            list(plan.names), list(plan.include), plan.scan)
+
+
+def chunk_frame(plan: ReadPlan, table: pa.Table, k: int) -> pd.DataFrame:
+    """The frame :func:`read_chunk` returns, from chunk ``k``'s parsed ``table``."""
     return _frame(table, plan.mapping, plan.present, plan.scan, k * plan.chunk_rows,
                   plan.attrs)
 

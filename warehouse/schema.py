@@ -10,6 +10,11 @@ Version 2 (exports over time): contacts and donations are keyed by their event's
 natural key plus its occurrence in the file (``<event key>.<k>``), and carry a row
 ``fingerprint`` so that a daily re-export writes only what changed; ``people_rows`` holds,
 per source person row, the fingerprint and ``updated_at`` of the state last applied.
+
+Version 3 (incremental cost): contacts, donations and people rows carry ``raw_key``, a keyed
+hash (HKDF purpose ``raw_row``) of the raw record they were loaded from, plus, for events,
+its occurrence in the file. A re-export's byte-identical records are recognised by it and
+skipped before they are normalized, pseudonymized or resolved (``pipeline.unchanged``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from sqlalchemy import (
 
 #: 2: ledger entries carry the run they were admitted with (run_id, run_part, run_size);
 #: contacts and donations carry a row fingerprint; people_rows (exports over time).
-SCHEMA_VERSION = 2
+#: 3: contacts, donations and people_rows carry the raw record's keyed hash (``raw_key``).
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -72,6 +78,7 @@ contacts = Table(
     Column("region", String(2)),
     Column("file_sha256", String(64), nullable=False, index=True),
     Column("fingerprint", String(80)),  # keyed hash of the staged row (v2)
+    Column("raw_key", String(96), index=True),  # keyed hash of the raw record + occurrence (v3)
 )
 
 donations = Table(
@@ -88,6 +95,7 @@ donations = Table(
     Column("region", String(2)),
     Column("file_sha256", String(64), nullable=False, index=True),
     Column("fingerprint", String(80)),  # keyed hash of the staged row (v2)
+    Column("raw_key", String(96), index=True),  # keyed hash of the raw record + occurrence (v3)
 )
 
 people_rows = Table(
@@ -100,6 +108,7 @@ people_rows = Table(
     Column("fingerprint", String(80), nullable=False),
     Column("updated_at", String(32)),  # the source's updated_at (UTC ISO), when it has one
     Column("file_sha256", String(64), nullable=False),
+    Column("raw_key", String(96), index=True),  # keyed hash of the raw record applied (v3)
 )
 
 identifier_links = Table(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from warehouse.db import write_transaction
 from warehouse.schema import (
     contacts,
     donations,
+    erasure_log,
     identifier_links,
     ingested_files,
     objections,
@@ -93,8 +95,12 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame | pd.DataFra
     columns = [c.name for c in table.columns if c.name in rows.columns and c.name not in fixed]
     keys = [c.name for c in table.primary_key.columns if c.name in columns]
     rows = rows.select(columns)
-    if keys and not presorted:
-        rows = rows.sort(keys)
+    # In key order, gathered one batch at a time: sorting a copy of millions of rows would
+    # hold the rows twice.
+    order = rows.select(pl.arg_sort_by(keys)).to_series() if keys and not presorted else None
+    batches = (rows.iter_slices(_BATCH_ROWS) if order is None else
+               (rows[order.slice(start, _BATCH_ROWS)]
+                for start in range(0, rows.height, _BATCH_ROWS)))
     tail = tuple(fixed.values())  # constants join each batch, never a whole column in memory
     columns += list(fixed)
     rebuilt = _indexes_to_rebuild(conn, table, rows.height)
@@ -106,14 +112,14 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame | pd.DataFra
         schema = f'"{table.schema}".' if table.schema else ""
         sql = f'COPY {schema}"{table.name}" ({names}) FROM STDIN (FORMAT csv)'
         with dbapi.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-            for batch in rows.iter_slices(_BATCH_ROWS):
+            for batch in batches:
                 batch = batch.with_columns([pl.lit(v).alias(k) for k, v in fixed.items()])
                 copy.write(batch.write_csv(include_header=False, quote_style="non_numeric"))
     else:
         placeholders = ", ".join("?" for _ in columns)
         cur = dbapi.cursor()  # type: ignore[union-attr]
         sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({placeholders})'
-        for batch in rows.iter_slices(_BATCH_ROWS):
+        for batch in batches:
             cur.executemany(sql, (row + tail for row in batch.rows()) if tail else batch.rows())
         cur.close()
     for index in rebuilt:
@@ -336,3 +342,115 @@ def key_version_usage(conn: Connection, key_id: str) -> dict[str, int]:
                                           .where(table.c[column].startswith(f"{key_id}:")))
                              .scalar_one())
             for table, column in KEYED_LOOKUPS}
+
+
+# ------------------------------------------------------------------ unchanged raw records
+
+def holds_raw_keys(conn: Connection, table: Table) -> bool:
+    """Whether any row of ``table`` carries a raw key (a first load has nothing to skip)."""
+    return conn.execute(select(table.c.raw_key).where(table.c.raw_key.is_not(None))
+                        .limit(1)).first() is not None
+
+
+def change_marker(conn: Connection) -> str:
+    """A value that changes whenever a load, an erasure or a purge has changed the warehouse.
+
+    Skip decisions are taken before the load's transaction; the load compares this marker
+    to the one seen then, and checks its skipped records again only when it moved.
+    """
+    files = conn.execute(select(func.count(), func.max(ingested_files.c.loaded_at))
+                         .select_from(ingested_files)).one()
+    listed = conn.execute(select(func.count()).select_from(objections)).scalar_one()
+    erased = conn.execute(select(func.max(erasure_log.c.seq))).scalar_one()
+    return f"{files[0]}/{files[1]}/{listed}/{erased}"
+
+
+def missing_keys(conn: Connection, table: Table, keys: pl.DataFrame) -> pl.Series:
+    """The ``row`` of each ``key`` (columns of ``keys``) that no row of ``table`` holds as
+    ``raw_key``, sorted.
+
+    One temporary table (COPY on PostgreSQL, batched inserts on SQLite) and one anti-join
+    on the indexed ``raw_key``: millions of keys cost one pass, not millions of queries.
+    Only the misses come back, a re-export's few new or changed records.
+    """
+    if keys.is_empty():
+        return pl.Series("row", [], dtype=pl.UInt32)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    postgres = conn.dialect.name == "postgresql"
+    found: list[np.ndarray] = []
+    try:
+        if postgres:
+            cursor.execute("CREATE TEMPORARY TABLE isoloir_raw_keys (k text, r bigint) "
+                           "ON COMMIT DROP")
+            with cursor.copy("COPY isoloir_raw_keys (k, r) FROM STDIN (FORMAT csv)") as copy:
+                for batch in keys.select("key", "row").iter_slices(_BATCH_ROWS):
+                    copy.write(batch.write_csv(include_header=False))
+            cursor.execute("ANALYZE isoloir_raw_keys")
+        else:
+            cursor.execute("DROP TABLE IF EXISTS temp.isoloir_raw_keys")
+            cursor.execute("CREATE TEMP TABLE isoloir_raw_keys (k TEXT, r INTEGER)")
+            for batch in keys.select("key", "row").iter_slices(_BATCH_ROWS):
+                cursor.executemany("INSERT INTO isoloir_raw_keys VALUES (?, ?)", batch.rows())
+        cursor.execute(f"SELECT t.r FROM isoloir_raw_keys t WHERE NOT EXISTS "  # noqa: S608
+                       f"(SELECT 1 FROM {table.name} l WHERE l.raw_key = t.k)")
+        while rows := cursor.fetchmany(_BATCH_ROWS):
+            found.append(np.fromiter((r[0] for r in rows), dtype=np.uint32, count=len(rows)))
+        cursor.execute("DROP TABLE isoloir_raw_keys")
+    finally:
+        cursor.close()
+    return pl.Series("row", np.concatenate(found) if found else [], dtype=pl.UInt32).sort()
+
+
+def stored_occurrences(conn: Connection, table: Table, key: str,
+                       event_keys: pl.Series) -> pl.DataFrame:
+    """``id, raw_key`` of the stored events whose id is ``<event key>.<k>`` for a given key.
+
+    One range scan of the primary key per event key (``<key>.`` <= id < ``<key>/``).
+    """
+    schema = {"id": pl.String, "raw_key": pl.String}
+    values = event_keys.drop_nulls().unique().sort()
+    if values.is_empty():
+        return pl.DataFrame(schema=schema)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    postgres = conn.dialect.name == "postgresql"
+    try:
+        if postgres:
+            cursor.execute("CREATE TEMPORARY TABLE isoloir_prefixes (lo text, hi text) "
+                           "ON COMMIT DROP")
+            with cursor.copy("COPY isoloir_prefixes (lo, hi) FROM STDIN") as copy:
+                copy.write("".join(f"{v}.\t{v}/\n" for v in values.to_list()))
+            cursor.execute("ANALYZE isoloir_prefixes")
+        else:
+            cursor.execute("DROP TABLE IF EXISTS temp.isoloir_prefixes")
+            cursor.execute("CREATE TEMP TABLE isoloir_prefixes (lo TEXT, hi TEXT)")
+            cursor.executemany("INSERT INTO isoloir_prefixes VALUES (?, ?)",
+                               ((f"{v}.", f"{v}/") for v in values.to_list()))
+        cursor.execute(f"SELECT l.{key}, l.raw_key FROM isoloir_prefixes t "  # noqa: S608
+                       f"JOIN {table.name} l ON l.{key} >= t.lo AND l.{key} < t.hi")
+        rows = cursor.fetchall()
+        cursor.execute("DROP TABLE isoloir_prefixes")
+    finally:
+        cursor.close()
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def set_raw_keys(conn: Connection, table: Table, key: str, pairs: pl.DataFrame) -> int:
+    """Record ``raw_key`` on stored rows (``id``, ``raw_key``) that a load found unchanged
+    under another raw record (a column it does not keep changed): the next export skips them."""
+    pairs = pairs.drop_nulls()
+    if pairs.is_empty():
+        return 0
+    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    for batch in pairs.select("raw_key", "id").iter_slices(_BATCH_ROWS):
+        cur.executemany(f"UPDATE {table.name} SET raw_key = {mark} WHERE {key} = {mark}",
+                        batch.rows())
+    cur.close()
+    return pairs.height
+
+
+def holds_rows(conn: Connection, table: Table) -> bool:
+    """Whether ``table`` has any row at all (a first load has nothing to compare with)."""
+    return conn.execute(select(literal(1)).select_from(table).limit(1)).first() is not None

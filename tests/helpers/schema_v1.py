@@ -5,8 +5,18 @@ from __future__ import annotations
 from sqlalchemy import Engine, text
 
 
+def downgrade_to_v2(engine: Engine) -> None:
+    """Remove what version 3 added: the raw records' keyed hashes (``raw_key``)."""
+    with engine.begin() as conn:
+        for table in ("contacts", "donations", "people_rows"):
+            conn.execute(text(f"DROP INDEX IF EXISTS ix_{table}_raw_key"))
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN raw_key"))
+        conn.execute(text("UPDATE schema_info SET version = 2"))
+
+
 def downgrade_to_v1(engine: Engine) -> None:
-    """Remove what version 2 added: row fingerprints, people_rows, ledger run columns."""
+    """Remove what versions 2 and 3 added: row fingerprints, people_rows, ledger run columns."""
+    downgrade_to_v2(engine)
     with engine.begin() as conn:
         for table in ("contacts", "donations"):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN fingerprint"))
