@@ -115,8 +115,10 @@ def measure(plan: object, data: object, truth: dict) -> dict[str, dict[str, floa
         used = result.metadata["bounds"]
         for p, kind in (("", "plain"), ("bias_aware_", "aware")):
             if f"{p}estimate" in table.columns:
+                label = (f"L2≤{used['max_l2']:g}" if "max_l2" in used
+                         else f"{used['max_groups']}×{used['max_rows_per_group']}")
                 out[f"{query.name}/{kind}"] = _errors(table, p, exact, section, column) | {
-                    "bounds": f"{used['max_groups']}×{used['max_rows_per_group']}"}
+                    "bounds": label}
     return out
 
 
@@ -268,7 +270,7 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
     import numpy as np
 
     from privacy.autobounds import excess_bounds, sensitivity
-    from privacy.bounding import bound_counts, bound_with_excess
+    from privacy.bounding import bound_counts, bound_l2, bound_with_excess
     from privacy.plan import Bounds
 
     normal = NormalDist()
@@ -360,15 +362,18 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
                   f"uncountable = {floor[i] / sigma:4.1f} σ, covered ≤ "
                   f"{covered(floor[i], sigma):.1%}")
     for d2 in sorted({36, 48, 64, 81, 100, math.floor(limit_d ** 2 + 1e-9)}):
-        ball = _fill(person, n, cost=lambda v: v * v, budget=d2, top=math.isqrt(d2))
-        mae, half, cover = figures(per_cell(cell, ball), math.sqrt(d2))
+        ball, ball_cut = bound_l2(rows, max_l2=math.sqrt(d2) + 1e-12, n_cells=n_cells)
+        mae, half, cover = figures(per_cell(ball["cell"].to_numpy(), ball["n"].to_numpy()),
+                                   math.sqrt(d2))
         print(f"  water-fill to ‖v‖₂² ≤ {d2:3d} (count only): error {mae:6.0f}  ± {half:5.0f}  "
-              f"coverage {cover:5.1%}")
+              f"coverage {cover:5.1%}  cut {int(ball_cut['n'].sum()) / int(n.sum()):.2%}")
     for power in (0.25, 0.5):
         w = np.where(inside, t, 1.0) ** power
         w /= w[inside].min()
         scale = target_half / (z * float(w[inside].mean()))  # mean half-width on target
-        counted = per_cell(cell, _weighted_fill(person, n, w[cell], scale * math.sqrt(2 * rho)))
+        weighted, _ = bound_l2(rows, max_l2=scale * math.sqrt(2 * rho), n_cells=n_cells,
+                               weights=w)
+        counted = per_cell(weighted["cell"].to_numpy(), weighted["n"].to_numpy())
         sigma_c = scale * w
         bias = t - counted
         print(f"  noise weighted per cell ∝ count^{power} (same mean ±), water-fill to "
@@ -376,21 +381,6 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
               f"{np.mean([expected_abs(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):6.0f}"
               f"  ± {target_half:5.0f} (up to {z * sigma_c.max():.0f})  coverage "
               f"{np.mean([covered(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):5.1%}")
-
-
-def _weighted_fill(person: np.ndarray, n: np.ndarray, w: np.ndarray, d: float) -> np.ndarray:
-    """Keep min(n, ⌊L·w⌋) rows per run, L the largest (bisection) with Σ(kept/w)² ≤ d²."""
-    import numpy as np
-
-    start = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])
-    length = np.diff(np.r_[start, len(person)])
-    low, high = np.zeros(len(start)), np.full(len(start), d)
-    for _ in range(40):
-        mid = (low + high) / 2
-        kept = np.minimum(n, np.floor(np.repeat(mid, length) * w))
-        fits = np.add.reduceat((kept / w) ** 2, start) <= d * d
-        low, high = np.where(fits, mid, low), np.where(fits, high, mid)
-    return np.minimum(n, np.floor(np.repeat(low, length) * w))
 
 
 def main() -> None:
@@ -433,7 +423,7 @@ def main() -> None:
 def report(figures: dict[str, dict[str, dict[str, float]]], people: int, seed: int) -> None:
     print(f"{people:,} supporters, seed {seed}: error against ground_truth.json "
           "(one release each; bias-aware interval where the table has one)")
-    print(f"{'query':28s} {'plan, estimate':20s} {'bounds':>6s} {'cells':>5s} {'truth':>7s} "
+    print(f"{'query':28s} {'plan, estimate':20s} {'bounds':>9s} {'cells':>5s} {'truth':>7s} "
           f"{'MAE':>6s} {'bias':>7s} {'±':>6s} {'cover':>6s}")
     for name in TRUTH:
         for kind in ("fixed", "auto"):
@@ -441,8 +431,9 @@ def report(figures: dict[str, dict[str, dict[str, float]]], people: int, seed: i
                 f = figures[kind].get(f"{name}/{shown}")
                 if f is None or (kind == "auto" and name not in FIXED):
                     continue
-                label = f"{kind}, {'count' if shown == 'plain' else 'bias-aware'}"
-                print(f"{name:28s} {label:20s} {f['bounds']:>6s} {f['cells']:5d} "
+                label = (f"{'plan' if kind == 'auto' else kind}, "
+                         f"{'count' if shown == 'plain' else 'bias-aware'}")
+                print(f"{name:28s} {label:20s} {f['bounds']:>9s} {f['cells']:5d} "
                       f"{f['truth']:7.0f} {f['mae']:6.0f} {f['bias']:+7.0f} {f['half']:6.0f} "
                       f"{f['coverage']:6.0%}")
     print("(fixed, count: today's estimate; its noise is slightly above today's because part "

@@ -7,6 +7,7 @@ tester) found their bugs in exactly that glue. A proof on paper does not catch a
 bound; a statistical test of the shipped code does, in the style of those tools.
 
 What runs. For each audited query (one per mechanism family of the plan: bounded count,
+L2-ball count (a person's vector of cell counts cut to a Euclidean norm),
 grouped count with cell bounds, clipped sum, mean as a ratio of noisy sums, quantile by the
 exponential mechanism, histogram; :data:`FAMILIES`; or every query of the plan), we build
 a small snapshot ``D`` and its neighbour ``D′ = D`` plus one person whose contributions go
@@ -105,7 +106,8 @@ log = logging.getLogger(__name__)
 #: One audited query per mechanism family the engine has (names from the default plan).
 FAMILIES: Mapping[str, str] = {
     "bounded_count": "donations_count_by_region",  # ≤ 6 gifts, one région
-    "grouped_count": "contacts_by_week",  # bounds: auto (the choice is drawn each trial)
+    "grouped_count": "donations_count_by_month",  # 6 months × 2 gifts
+    "l2_ball_count": "contacts_by_week",  # each person's weekly counts cut to L2 norm ≤ d
     "clipped_sum": "donations_total_by_month",  # per person-month total clipped to 500 €
     "mean": "contact_rate_by_week",  # noisy conversations / noisy attempts
     "quantile": "donations_median_by_month",  # exponential mechanism over 201 candidates
@@ -466,6 +468,9 @@ def rows_past_every_bound(query: Query) -> int:
     beyond it (:func:`privacy.autobounds.excess_bounds`), for the largest bounds the query
     may apply: the newcomer is cut by both, and lands in the top bin of the contribution
     histograms an auto query chooses from."""
+    ball = query.ball_bounds
+    if ball is not None:  # rows in one cell alone past the ball's radius
+        return math.floor(ball.max_l2) + 1
     bounds = largest_bounds(query)
     limit = bounds.max_rows_per_group
     if engine.measures_rows_cut(query):

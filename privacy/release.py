@@ -452,6 +452,8 @@ def _bounds_used(query: Query, engine_meta: Mapping[str, Any]) -> dict[str, Any]
     """The bounds the release applied: the plan's, or those an auto query chose under DP
     (the ledger entry holds the rule ``auto``; the signed result holds what it chose)."""
     rule = query.auto_bounds
+    if query.ball_bounds is not None:
+        return {"max_l2": query.ball_bounds.max_l2}
     if rule is None:
         bounds = query.fixed_bounds()
         return {"max_groups": bounds.max_groups,

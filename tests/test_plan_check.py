@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from statistics import NormalDist
 
 import yaml
 from typer.testing import CliRunner
@@ -56,8 +58,10 @@ def test_a_hierarchical_query_is_checked_table_by_table_with_its_consistent_half
     region = by_name["supporters_by_region"]
     assert region.halfwidth is not None and region.halfwidth < 108  # ± 108 released alone
     assert supporters.bias.startswith("0")
-    assert by_name["contacts_by_week"].bounds == "auto"
-    assert by_name["contacts_by_week"].halfwidth_max is not None
+    week = by_name["contacts_by_week"]  # an L2 ball: σ = max_l2 / √(2ρ) in every cell
+    assert week.bounds == "L2 ≤ 11.27" and week.halfwidth_max is None
+    rho = 0.004 * 2 / 24
+    assert week.halfwidth == round(NormalDist().inv_cdf(0.975) * 11.27 / math.sqrt(2 * rho))
 
 
 def test_cli_plan_check_json_costs_nothing(isoloir_home: Path) -> None:
@@ -86,18 +90,18 @@ def test_bias_is_the_last_published_rows_cut_share(tmp_path: Path) -> None:
     from privacy.plan_check import last_releases
 
     published = tmp_path / "published"
-    _published(published, "contacts_by_week", "2026-03-01T06:00:00+00:00", 0.2)
-    _published(published, "contacts_by_week", "2026-03-02T06:00:00+00:00", 0.0612)
-    _published(published, "contacts_by_week", "2026-03-09T06:00:00+00:00", 0.5, "other")
+    _published(published, "contact_rate_by_week", "2026-03-01T06:00:00+00:00", 0.2)
+    _published(published, "contact_rate_by_week", "2026-03-02T06:00:00+00:00", 0.0612)
+    _published(published, "contact_rate_by_week", "2026-03-09T06:00:00+00:00", 0.5, "other")
     _published(published, "supporters_by_departement", "2026-03-02T06:00:00+00:00", None)
     (published / "broken.json").write_text("{", encoding="utf-8")
     last = last_releases(published, load_plan().dataset_id)
     by_name = {c.query: c for c in check_plan(load_plan(), Sizes(50_000, 150_000, 10_000),
                                               last)}
-    week = by_name["contacts_by_week"]
+    week = by_name["contact_rate_by_week"]
     assert week.bias_share_last == 0.0612
     assert "6 %" in week.bias and "12 × 2" in week.bias and "2026-03-02" in week.bias
-    assert by_name["contacts_by_result"].bias_share_last is None  # never released
-    assert by_name["contacts_by_result"].bias == "measured at release"
+    assert by_name["donations_count_by_region"].bias_share_last is None  # never released
+    assert by_name["donations_count_by_region"].bias == "measured at release"
     assert by_name["supporters_by_departement"].bias.startswith("0")
     assert last_releases(tmp_path / "nowhere", "campaign") == {}
