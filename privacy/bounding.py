@@ -185,7 +185,8 @@ def bound_l2(rows: pl.DataFrame, *, max_l2: float, n_cells: int,
     ``weights`` (one positive number per cell, from public or already published DP
     outputs): the ball is ``Σ (kept_i / w_i)² ≤ max_l2²`` instead, each cell keeping
     ``min(n_i, ⌊L·w_i⌋)`` rows for the largest ``L`` (bisection, with a relative margin of
-    1e-9 so that float rounding cannot push a person past the declared norm). The engine
+    1e-6 on the squared norm, so that float rounding — here, and in the division of the
+    cell sums by w_i before OpenDP — cannot push a person past the declared norm). The engine
     then releases ``w_i`` × (noisy ``kept_i / w_i``): noise proportional to ``w_i``.
 
     Returns (person_key, cell, n, total = 0) for the rows kept, and (person_key, cell, n)
@@ -263,7 +264,7 @@ def _water_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, budget: in
 def _weighted_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, w: np.ndarray,
                    max_l2: float) -> np.ndarray:
     """Weighted water-fill (see :func:`bound_l2`): min(n, ⌊L·w⌋), L by bisection."""
-    budget = max_l2 * max_l2 * (1 - 1e-9)
+    budget = max_l2 * max_l2 * (1 - 1e-6)
     low, high = np.zeros(len(start)), np.full(len(start), max_l2 * float(w.max()) + 1)
     for _ in range(60):
         mid = (low + high) / 2

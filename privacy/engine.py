@@ -24,6 +24,11 @@ How a query runs (:func:`run_query`), after the accountant has charged its ρ:
    A query with ``bounds: auto`` first chooses its bounds from DP histograms of the
    per-person contributions (:mod:`privacy.autobounds`). The query's ρ is split exactly
    between these measurements (:func:`privacy.autobounds.split_rho`).
+   An **L2-ball** query (``bounds: {max_l2: d}``) instead cuts each person's vector of
+   rows per cell to norm ≤ d (:func:`privacy.bounding.bound_l2`) and draws one OpenDP
+   Gaussian over the vector of cell counts (``make_gaussian``, ``l2_distance``, d_in = d)
+   with its whole ρ; weighted (``weights: last_release``), over the counts divided by the
+   cell weights, the published count being the weight times that (:class:`_BallMeasurement`).
 5. **Accuracy.** Each cell carries its 95 % CI half-width (``summarize_polars_measurement``)
    and its noise scale; ratios and quantiles get conservative intervals built from the DP
    outputs only (see :func:`_mean_table`, :func:`_quantile_table`).
@@ -46,6 +51,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import opendp.prelude as dp
 import polars as pl
 
@@ -408,6 +414,8 @@ class CompiledQuery:
             table, notes = _quantile_table(query, cells, released, aggregates, spec)
         else:
             table, notes = _total_table(query, cells, released, aggregates)
+            if self.ball is not None:
+                table = self.ball.per_cell(table)
         rows_cut: dict[str, Any] = {"measured": False, "why": "one row per person: the "
                                     "bounds cut nothing"}
         if self.ball is not None:
@@ -449,18 +457,36 @@ class _BallMeasurement:
     max_l2: float
     counts: tuple[int, ...]  # kept rows per cell (exact, internal: only noisy ones leave)
     measurement: Any
-    scale: float
+    scale: float  # σ of the vector's Gaussian (of v / w when weighted)
     spent: float
     cut_share: float  # internal: the rows the ball cut / all rows (never published)
+    weights: tuple[float, ...] | None = None  # per-cell weights w (σ_i = w_i · scale)
+    weights_rule: str = "uniform"
 
     def draw(self) -> pl.DataFrame:
-        """One noisy vector (OpenDP draws it), as (cell, count)."""
-        noisy = self.measurement(list(self.counts))
-        return pl.DataFrame({CELL: list(range(len(noisy))), "count": noisy},
-                            schema={CELL: pl.Int64, "count": pl.Int64})
+        """One noisy vector (OpenDP draws it), as (cell, count): with weights, OpenDP adds
+        its noise to v / w and the count is w × that (post-processing)."""
+        if self.weights is None:
+            noisy = self.measurement(list(self.counts))
+            return pl.DataFrame({CELL: list(range(len(noisy))), "count": noisy},
+                                schema={CELL: pl.Int64, "count": pl.Int64})
+        scaled = [c / w for c, w in zip(self.counts, self.weights, strict=True)]
+        noisy = self.measurement(scaled)
+        return pl.DataFrame({CELL: list(range(len(noisy))),
+                             "count": [w * x for w, x in zip(self.weights, noisy, strict=True)]},
+                            schema={CELL: pl.Int64, "count": pl.Float64})
 
     def aggregates(self) -> dict[str, _Aggregate]:
-        return {"count": _Aggregate("count", "Vector Sum", "Integer Gaussian", self.scale)}
+        kind = "Integer Gaussian" if self.weights is None else "Float Gaussian"
+        return {"count": _Aggregate("count", "Vector Sum", kind, self.scale)}
+
+    def per_cell(self, table: pl.DataFrame) -> pl.DataFrame:
+        """Weighted: each cell's noise scale and half-width are w_i times the vector's."""
+        if self.weights is None:
+            return table
+        w = pl.Series("w", self.weights, dtype=pl.Float64)
+        return table.with_columns((pl.col("ci95_halfwidth") * w).alias("ci95_halfwidth"),
+                                  (pl.col("noise_scale") * w).alias("noise_scale"))
 
     def rows_cut_note(self) -> dict[str, Any]:
         return {"measured": False,
@@ -471,13 +497,26 @@ class _BallMeasurement:
                        "truth is measured in tests/test_truth.py"}
 
     def describe(self) -> dict[str, Any]:
-        return {"bounds": {"max_l2": self.max_l2,
+        weights: dict[str, Any] = {"weights": self.weights_rule, "cell_weights": None}
+        if self.weights_rule == "last_release":
+            weights |= {"cell_weights": None if self.weights is None else list(self.weights),
+                        "weights_note":
+                        "no earlier release of this query: uniform weights this time"
+                        if self.weights is None else
+                        "cell i's noise is cell_weights[i] × the vector's scale; weights = "
+                        "√max(1, top of the 95 % interval) of the query's last published "
+                        "release (DP, already charged), normalised to mean 1; the ball is "
+                        "Σ (v_i / w_i)² ≤ max_l2²"}
+        return {"bounds": {"max_l2": self.max_l2, **weights,
                            "applied": "per person, before OpenDP: the vector of the person's "
                                       "rows per cell cut to Euclidean norm ≤ max_l2 (fullest "
-                                      "cells lowered first to a common whole level)"},
+                                      "cells lowered first to a common whole level; weighted: "
+                                      "each cell i keeps ⌊L·w_i⌋ rows at most)"},
                 "declared_to_opendp": [{"metric": "l2_distance", "d_in": self.max_l2,
                                         "measurement": "make_gaussian over the vector of "
-                                                       "cell counts"}]}
+                                                       "cell counts" + (
+                                                           "" if self.weights is None else
+                                                           ", each divided by its weight")}]}
 
 
 def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
@@ -485,13 +524,19 @@ def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
     """Bound every person into the ball and build the calibrated vector Gaussian."""
     ball = query.ball_bounds
     assert ball is not None
-    bounded, excess = bound_l2(rows, max_l2=ball.max_l2, n_cells=n_cells)
+    weights = ball.cell_weights
+    if weights is not None and len(weights) != n_cells:
+        raise InvariantViolation(f"query {query.name}: {len(weights)} weights for "
+                                 f"{n_cells} cells")
+    bounded, excess = bound_l2(rows, max_l2=ball.max_l2, n_cells=n_cells,
+                               weights=None if weights is None else np.asarray(weights))
     frame = bounded.select(CELL, COUNT)
     counts = (pl.DataFrame({CELL: list(range(n_cells))}, schema={CELL: pl.Int64})
               .join(frame.group_by(CELL).agg(pl.col(COUNT).sum()), on=CELL, how="left")
               .sort(CELL)[COUNT].fill_null(0).to_list())
     dp.enable_features("contrib")
-    domain = dp.vector_domain(dp.atom_domain(T=int), size=n_cells)
+    domain = (dp.vector_domain(dp.atom_domain(T=int), size=n_cells) if weights is None else
+              dp.vector_domain(dp.atom_domain(T=float, nan=False), size=n_cells))
     metric = dp.l2_distance(T=float)
     target = float_rho_down(rho)
 
@@ -507,7 +552,8 @@ def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
             total = cut + int(sum(counts))
             return _BallMeasurement(max_l2=ball.max_l2, counts=tuple(int(c) for c in counts),
                                     measurement=measurement, scale=scale, spent=float(spent),
-                                    cut_share=cut / total if total else 0.0), frame
+                                    cut_share=cut / total if total else 0.0, weights=weights,
+                                    weights_rule=ball.weights), frame
         scale *= 1 + 1e-12 + (spent / target - 1)
     raise InvariantViolation(f"query {query.name}: could not calibrate the noise to ρ={rho}")
 
@@ -643,8 +689,9 @@ class PreparedQuery:
 def prepare_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> PreparedQuery:
     """Read the query's rows (public cells only), split ``rho`` and, for ``bounds: auto``,
     build (not draw) the DP histograms of per-person contributions. Draws no noise."""
-    if query not in plan.releases and not any(query in q.level_queries()
-                                              for q in plan.releases if q.hierarchy):
+    planned = query.with_cell_weights(None) if query.ball_bounds is not None else query
+    if planned not in plan.releases and not any(planned in q.level_queries()
+                                                for q in plan.releases if q.hierarchy):
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
     cells = cell_keys(plan, query)

@@ -115,6 +115,8 @@ PERIOD_DAYS: Mapping[str, Fraction] = {"daily": Fraction(1), "weekly": Fraction(
 #: Fields added after plans were first hashed: left out of the canonical JSON (so of the plan
 #: hash and the release ids) while they hold their default, so an older plan hashes the same.
 _OMITTED_AT_DEFAULT: Mapping[str, Any] = {"cadence": "daily", "hierarchy": ()}
+#: L2-ball fields left out of the canonical JSON at their default (hashes stay short).
+_BALL_DEFAULTS: Mapping[str, Any] = {"weights": "uniform", "cell_weights": None}
 
 
 def _to_fraction(value: Any) -> Any:
@@ -282,6 +284,14 @@ class BallBounds(_Frozen):
     """
 
     max_l2: float
+    #: ``uniform``: the same noise in every cell. ``last_release``: cell i's noise σ_i ∝ w_i,
+    #: w_i = √max(1, c_i) for c_i the cell's count in the query's last published release
+    #: (a DP output already charged: free to reuse), normalised to mean 1 over the cells, so
+    #: the mean half-width is the uniform one; each person then keeps Σ (v_i / w_i)² ≤ d².
+    #: Large cells get more rows and wider intervals. No release yet: uniform weights.
+    weights: Literal["uniform", "last_release"] = "uniform"
+    #: The weights a run resolved (engine and signed result; never written in a plan).
+    cell_weights: tuple[float, ...] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BallBounds:
@@ -289,6 +299,9 @@ class BallBounds(_Frozen):
             raise ValueError("max_l2 must be a finite number")
         if not 1 <= self.max_l2 <= MAX_L2:
             raise ValueError(f"max_l2 must be ≥ 1 and ≤ {MAX_L2:g}")
+        if self.cell_weights is not None and not all(
+                math.isfinite(w) and w > 0 for w in self.cell_weights):
+            raise ValueError("cell_weights must be positive numbers")
         return self
 
 
@@ -307,6 +320,9 @@ def _bounds_input(value: Any) -> Any:
         model = AutoBounds
     elif isinstance(value, Mapping) and "max_l2" in value:
         model = BallBounds
+        if "cell_weights" in value:
+            raise ValueError("cell_weights is resolved by each run (weights: last_release), "
+                             "not written in a plan")
     try:
         return model.model_validate(value)
     except ValidationError as err:
@@ -525,6 +541,14 @@ class Query(_Frozen):
         """The L2 bound on a person's vector of cell counts, or None for other bounds."""
         return self.bounds if isinstance(self.bounds, BallBounds) else None
 
+    def with_cell_weights(self, weights: tuple[float, ...] | None) -> Query:
+        """This L2-ball query with the weights one run resolved (None: as the plan wrote it)."""
+        ball = self.ball_bounds
+        if ball is None:
+            raise PlanError(f"query {self.name}: only an L2-ball query takes cell weights")
+        return self.model_copy(update={"bounds": ball.model_copy(
+            update={"cell_weights": weights})})
+
     def fixed_bounds(self) -> Bounds:
         """The plan's fixed bounds (an auto query is resolved by the engine first)."""
         if isinstance(self.bounds, AutoBounds):
@@ -631,7 +655,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return {k: _jsonable(v) for k, v in value.__dict__.items()
                 if not (isinstance(value, Query) and k in _OMITTED_AT_DEFAULT
-                        and v == _OMITTED_AT_DEFAULT[k])}
+                        and v == _OMITTED_AT_DEFAULT[k])
+                and not (isinstance(value, BallBounds) and k in _BALL_DEFAULTS
+                         and v == _BALL_DEFAULTS[k])}
     if isinstance(value, Fraction):
         return f"{value.numerator}/{value.denominator}"
     if isinstance(value, Decimal):

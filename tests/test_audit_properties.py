@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import opendp.mod
 import polars as pl
 from hypothesis import HealthCheck, example, given, settings
@@ -180,29 +181,38 @@ def test_no_person_exceeds_what_is_declared_to_opendp(
 @settings(max_examples=40, deadline=None)
 @given(persons=persons_strategy, measure=st.sampled_from(["count", "histogram"]),
        ball=st.sampled_from([1.0, 1.5, 2.0, 3.7, 6.0]),
-       group_by=st.sampled_from([["month"], ["region"], ["region", "month"]]))
+       group_by=st.sampled_from([["month"], ["region"], ["region", "month"]]),
+       weighted=st.booleans(), spread=st.floats(0.05, 20.0))
 def test_no_person_leaves_the_l2_ball_declared_to_opendp(
         persons: list[list[tuple[int, int, int]]], measure: str, ball: float,
-        group_by: list[str]) -> None:
+        group_by: list[str], weighted: bool, spread: float) -> None:
     """An L2-ball query: OpenDP's vector Gaussian is declared d_in = max_l2; every person's
-    vector of counted rows per cell has norm ≤ max_l2; the counts OpenDP receives are the
-    sums of that bounded frame; the spend is OpenDP's map at d_in, within the charge."""
+    vector of counted rows per cell has norm ≤ max_l2 (weighted: Σ (n_i / w_i)² ≤ max_l2²,
+    the vector OpenDP receives being n_i / w_i); the counts OpenDP receives are the sums of
+    that bounded frame; the spend is OpenDP's map at d_in, within the charge."""
     frame = _donations(persons)
     if frame.height == 0:
         return
     plan = _plan(measure, 1, 1, 1, group_by, ball=ball)
     query = plan.releases[0]
     cost = query_cost(plan, query)
+    n_cells = engine.cell_keys(plan, query).n_cells
+    weights = None
+    if weighted:  # any positive public weights, uneven by up to `spread`
+        weights = tuple(1 + (spread - 1) * i / max(n_cells - 1, 1) for i in range(n_cells))
+        query = query.with_cell_weights(weights)
     with tempfile.TemporaryDirectory() as directory:
         data = _snapshot(Path(directory), frame)
         compiled = engine.compile_query(query, plan, data, cost)
         cells = engine.cell_keys(plan, query)
         rows = engine.load_rows(query, data, cells)
-    bounded, _ = bound_l2(rows, max_l2=ball, n_cells=cells.n_cells)
+    w = None if weights is None else np.asarray(weights)
+    bounded, _ = bound_l2(rows, max_l2=ball, n_cells=cells.n_cells, weights=w)
     assert compiled.declared == (ball,) and compiled.ball is not None
+    assert compiled.ball.weights == weights
     assert compiled.cut is None and compiled.choice is None
     assert bounded.select("cell", "n").equals(compiled.frame)
-    assert float(l2_norms(bounded).max(initial=0.0)) <= ball
+    assert float(l2_norms(bounded, w).max(initial=0.0)) <= ball
     counts = [0] * cells.n_cells
     for cell, n in bounded.select("cell", "n").iter_rows():
         counts[cell] += n

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from statistics import NormalDist
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -62,6 +63,28 @@ def test_a_hierarchical_query_is_checked_table_by_table_with_its_consistent_half
     assert week.bounds == "L2 ≤ 11.27" and week.halfwidth_max is None
     rho = 0.004 * 2 / 24
     assert week.halfwidth == round(NormalDist().inv_cdf(0.975) * 11.27 / math.sqrt(2 * rho))
+    result = by_name["contacts_by_result"]  # weekly, weighted: the mean half-width
+    assert result.bounds == "L2 ≤ 17.3, weighted" and result.halfwidth_max is None
+    rho = 0.004 * 7 / 24
+    assert result.halfwidth == round(NormalDist().inv_cdf(0.975) * 17.3 / math.sqrt(2 * rho))
+
+
+def test_a_weighted_ball_shows_its_widest_cell_from_the_last_release(tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    published.mkdir()
+    document = {"query_name": "contacts_by_result", "created_at": "2026-03-02T06:00:00+00:00",
+                "dataset_id": "campaign",
+                "bounds": {"max_l2": 18.3, "weights": "last_release",
+                           "cell_weights": [0.5, 3.0, 0.5]}}
+    (published / "r.json").write_text(json.dumps(document), encoding="utf-8")
+    from privacy.plan_check import last_releases
+
+    last = last_releases(published, "campaign")
+    by_name = {c.query: c for c in check_plan(load_plan(), Sizes(50_000, 150_000, 10_000),
+                                              last)}
+    result = by_name["contacts_by_result"]
+    assert result.halfwidth is not None and result.halfwidth_max is not None
+    assert result.halfwidth_max == pytest.approx(3.0 * result.halfwidth, abs=2)
 
 
 def test_cli_plan_check_json_costs_nothing(isoloir_home: Path) -> None:
