@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -253,7 +254,7 @@ def _fill(person: np.ndarray, n: np.ndarray, *, cost: Callable[[np.ndarray], np.
 def totals(plan: object, data: object, truth: dict) -> None:
     """``--totals``: (C total, R per cell) bounds and the floor of any bound (docstring)."""
     from privacy.engine import cell_keys, load_rows
-    from privacy.plan import Bounds, query_cost
+    from privacy.plan import PERIOD_DAYS, Bounds, query_cost
 
     for query in plan.releases:  # type: ignore[attr-defined]
         if query.name not in FIXED:
@@ -264,7 +265,9 @@ def totals(plan: object, data: object, truth: dict) -> None:
         labels = [str(v) for v in cells.labels[column].to_list()]
         _totals_of(query.name, load_rows(query, data, cells),  # type: ignore[arg-type]
                    [exact.get(v, 0) for v in labels], labels,
-                   float(query_cost(plan, query)),  # type: ignore[arg-type]
+                   # today's daily share: the issue's targets (a weekly query's ρ / 7)
+                   float(query_cost(plan, query)  # type: ignore[arg-type]
+                         / PERIOD_DAYS[query.cadence]),
                    Bounds(**FIXED[query.name]))
 
 
@@ -410,8 +413,10 @@ def main() -> None:
                               .read_text("utf-8"))
     auto = parse_plan(document)
     for query in document["releases"]:
-        if query["name"] in FIXED:
+        if query["name"] in FIXED:  # today's plan: these bounds, released daily
             query["bounds"] = FIXED[query["name"]]
+            if query.pop("cadence", "daily") == "weekly":
+                query["share"] = str(Fraction(query["share"]) / 7)
     fixed = parse_plan(document)
     with tempfile.TemporaryDirectory(prefix="bench-bounds-") as tmp:
         data, truth = campaign(Path(tmp), args.people, args.seed)
