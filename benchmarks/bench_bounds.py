@@ -268,11 +268,12 @@ def totals(plan: object, data: object, truth: dict) -> None:
                    # today's daily share: the issue's targets (a weekly query's ρ / 7)
                    float(query_cost(plan, query)  # type: ignore[arg-type]
                          / PERIOD_DAYS[query.cadence]),
+                   int(PERIOD_DAYS[query.cadence]),
                    Bounds(**FIXED[query.name]))
 
 
 def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str],
-               rho: float, today: Bounds) -> None:
+               rho: float, days: int, today: Bounds) -> None:
     """One query's ``--totals`` table (see the module docstring)."""
     import math
     from statistics import NormalDist
@@ -377,17 +378,23 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
                                    math.sqrt(d2))
         print(f"  water-fill to ‖v‖₂² ≤ {d2:3d} (count only): error {mae:6.0f}  ± {half:5.0f}  "
               f"coverage {cover:5.1%}  cut {int(ball_cut['n'].sum()) / int(n.sum()):.2%}")
-    for power in (0.25, 0.5):
+    for power, factor in ((0.25, 1), (0.5, 1), *(((0.5, days),) if days > 1 else ())):
         w = np.where(inside, t, 1.0) ** power
         w /= w[inside].min()
         scale = target_half / (z * float(w[inside].mean()))  # mean half-width on target
-        weighted, _ = bound_l2(rows, max_l2=scale * math.sqrt(2 * rho), n_cells=n_cells,
+        if factor > 1:
+            print(f"  the plan's cadence: one release per {factor} days at {factor} × ρ "
+                  "(the same daily ρ), weights from the exact counts:")
+            rho_here = rho * factor
+        else:
+            rho_here = rho
+        weighted, _ = bound_l2(rows, max_l2=scale * math.sqrt(2 * rho_here), n_cells=n_cells,
                                weights=w)
         counted = per_cell(weighted["cell"].to_numpy(), weighted["n"].to_numpy())
         sigma_c = scale * w
         bias = t - counted
         print(f"  noise weighted per cell ∝ count^{power} (same mean ±), water-fill to "
-              f"Σ(v/w)² ≤ {scale * math.sqrt(2 * rho):.2f}²: error "
+              f"Σ(v/w)² ≤ {scale * math.sqrt(2 * rho_here):.2f}²: error "
               f"{np.mean([expected_abs(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):6.0f}"
               f"  ± {target_half:5.0f} (up to {z * sigma_c.max():.0f})  coverage "
               f"{np.mean([covered(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):5.1%}")
