@@ -1,11 +1,12 @@
-"""Error against the truth, per query, with today's fixed bounds and with ``bounds: auto``.
+"""Error against the truth, per query, with today's fixed bounds and with the plan's bounds.
 
     .venv/bin/python benchmarks/bench_bounds.py [--people 50000] [--seed 2026] [--candidates]
 
 One synthetic campaign (``isoloir synth``) goes through ``isoloir ingest`` into a scratch
 warehouse; one snapshot; then the default plan is released once as packaged (contacts by
-week and by result on ``bounds: auto``) and once with those two queries on today's fixed
-bounds (8 weeks × 2 rows, 3 results × 2 rows). Each published cell is compared with
+week on an L2 ball, by result weekly on a weighted L2 ball, released twice so that the
+second takes its weights from the first, as week 2 of a campaign does) and once with
+those two queries on today's fixed bounds (8 weeks × 2 rows, 3 results × 2 rows). Each published cell is compared with
 ``ground_truth.json`` (contacts: ``contacts.counted``); printed per query: bounds used, mean truth, mean absolute error,
 mean error (bias), mean half-width and the share of cells whose published 95 % interval
 (the bias-aware one where the table has it) holds the truth.
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -100,6 +102,7 @@ def _at(document: dict, path: tuple[str, ...]) -> dict:
 
 def measure(plan: object, data: object, truth: dict) -> dict[str, dict[str, float]]:
 
+    from privacy.cell_weights import weights_from_table
     from privacy.engine import compile_query, postprocess
     from privacy.plan import query_cost
 
@@ -109,14 +112,21 @@ def measure(plan: object, data: object, truth: dict) -> dict[str, dict[str, floa
             continue
         path, column = TRUTH[query.name]
         section, exact = path[0], _at(truth, path)
-        result = compile_query(query, plan, data,  # type: ignore[arg-type]
-                               query_cost(plan, query)).release(1)[0]  # type: ignore[arg-type]
+        rho = query_cost(plan, query)  # type: ignore[arg-type]
+        ball = query.ball_bounds
+        if ball is not None and ball.weights == "last_release":  # as week 2 runs: weights
+            first = compile_query(query, plan, data, rho).release(1)[0]  # type: ignore[arg-type]
+            query = query.with_cell_weights(weights_from_table(
+                plan, query, postprocess(first)))  # type: ignore[arg-type]
+        result = compile_query(query, plan, data, rho).release(1)[0]  # type: ignore[arg-type]
         table = postprocess(result)
         used = result.metadata["bounds"]
         for p, kind in (("", "plain"), ("bias_aware_", "aware")):
             if f"{p}estimate" in table.columns:
+                label = (f"L2≤{used['max_l2']:g}" if "max_l2" in used
+                         else f"{used['max_groups']}×{used['max_rows_per_group']}")
                 out[f"{query.name}/{kind}"] = _errors(table, p, exact, section, column) | {
-                    "bounds": f"{used['max_groups']}×{used['max_rows_per_group']}"}
+                    "bounds": label}
     return out
 
 
@@ -244,7 +254,7 @@ def _fill(person: np.ndarray, n: np.ndarray, *, cost: Callable[[np.ndarray], np.
 def totals(plan: object, data: object, truth: dict) -> None:
     """``--totals``: (C total, R per cell) bounds and the floor of any bound (docstring)."""
     from privacy.engine import cell_keys, load_rows
-    from privacy.plan import Bounds, query_cost
+    from privacy.plan import PERIOD_DAYS, Bounds, query_cost
 
     for query in plan.releases:  # type: ignore[attr-defined]
         if query.name not in FIXED:
@@ -255,12 +265,15 @@ def totals(plan: object, data: object, truth: dict) -> None:
         labels = [str(v) for v in cells.labels[column].to_list()]
         _totals_of(query.name, load_rows(query, data, cells),  # type: ignore[arg-type]
                    [exact.get(v, 0) for v in labels], labels,
-                   float(query_cost(plan, query)),  # type: ignore[arg-type]
+                   # today's daily share: the issue's targets (a weekly query's ρ / 7)
+                   float(query_cost(plan, query)  # type: ignore[arg-type]
+                         / PERIOD_DAYS[query.cadence]),
+                   int(PERIOD_DAYS[query.cadence]),
                    Bounds(**FIXED[query.name]))
 
 
 def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str],
-               rho: float, today: Bounds) -> None:
+               rho: float, days: int, today: Bounds) -> None:
     """One query's ``--totals`` table (see the module docstring)."""
     import math
     from statistics import NormalDist
@@ -268,7 +281,7 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
     import numpy as np
 
     from privacy.autobounds import excess_bounds, sensitivity
-    from privacy.bounding import bound_counts, bound_with_excess
+    from privacy.bounding import bound_counts, bound_l2, bound_with_excess
     from privacy.plan import Bounds
 
     normal = NormalDist()
@@ -360,37 +373,31 @@ def _totals_of(name: str, rows: pl.DataFrame, truth: list[int], labels: list[str
                   f"uncountable = {floor[i] / sigma:4.1f} σ, covered ≤ "
                   f"{covered(floor[i], sigma):.1%}")
     for d2 in sorted({36, 48, 64, 81, 100, math.floor(limit_d ** 2 + 1e-9)}):
-        ball = _fill(person, n, cost=lambda v: v * v, budget=d2, top=math.isqrt(d2))
-        mae, half, cover = figures(per_cell(cell, ball), math.sqrt(d2))
+        ball, ball_cut = bound_l2(rows, max_l2=math.sqrt(d2) + 1e-12, n_cells=n_cells)
+        mae, half, cover = figures(per_cell(ball["cell"].to_numpy(), ball["n"].to_numpy()),
+                                   math.sqrt(d2))
         print(f"  water-fill to ‖v‖₂² ≤ {d2:3d} (count only): error {mae:6.0f}  ± {half:5.0f}  "
-              f"coverage {cover:5.1%}")
-    for power in (0.25, 0.5):
+              f"coverage {cover:5.1%}  cut {int(ball_cut['n'].sum()) / int(n.sum()):.2%}")
+    for power, factor in ((0.25, 1), (0.5, 1), *(((0.5, days),) if days > 1 else ())):
         w = np.where(inside, t, 1.0) ** power
         w /= w[inside].min()
         scale = target_half / (z * float(w[inside].mean()))  # mean half-width on target
-        counted = per_cell(cell, _weighted_fill(person, n, w[cell], scale * math.sqrt(2 * rho)))
+        if factor > 1:
+            print(f"  the plan's cadence: one release per {factor} days at {factor} × ρ "
+                  "(the same daily ρ), weights from the exact counts:")
+            rho_here = rho * factor
+        else:
+            rho_here = rho
+        weighted, _ = bound_l2(rows, max_l2=scale * math.sqrt(2 * rho_here), n_cells=n_cells,
+                               weights=w)
+        counted = per_cell(weighted["cell"].to_numpy(), weighted["n"].to_numpy())
         sigma_c = scale * w
         bias = t - counted
         print(f"  noise weighted per cell ∝ count^{power} (same mean ±), water-fill to "
-              f"Σ(v/w)² ≤ {scale * math.sqrt(2 * rho):.2f}²: error "
+              f"Σ(v/w)² ≤ {scale * math.sqrt(2 * rho_here):.2f}²: error "
               f"{np.mean([expected_abs(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):6.0f}"
               f"  ± {target_half:5.0f} (up to {z * sigma_c.max():.0f})  coverage "
               f"{np.mean([covered(b, s) for b, s in zip(bias[inside], sigma_c[inside], strict=True)]):5.1%}")
-
-
-def _weighted_fill(person: np.ndarray, n: np.ndarray, w: np.ndarray, d: float) -> np.ndarray:
-    """Keep min(n, ⌊L·w⌋) rows per run, L the largest (bisection) with Σ(kept/w)² ≤ d²."""
-    import numpy as np
-
-    start = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])
-    length = np.diff(np.r_[start, len(person)])
-    low, high = np.zeros(len(start)), np.full(len(start), d)
-    for _ in range(40):
-        mid = (low + high) / 2
-        kept = np.minimum(n, np.floor(np.repeat(mid, length) * w))
-        fits = np.add.reduceat((kept / w) ** 2, start) <= d * d
-        low, high = np.where(fits, mid, low), np.where(fits, high, mid)
-    return np.minimum(n, np.floor(np.repeat(low, length) * w))
 
 
 def main() -> None:
@@ -413,8 +420,10 @@ def main() -> None:
                               .read_text("utf-8"))
     auto = parse_plan(document)
     for query in document["releases"]:
-        if query["name"] in FIXED:
+        if query["name"] in FIXED:  # today's plan: these bounds, released daily
             query["bounds"] = FIXED[query["name"]]
+            if query.pop("cadence", "daily") == "weekly":
+                query["share"] = str(Fraction(query["share"]) / 7)
     fixed = parse_plan(document)
     with tempfile.TemporaryDirectory(prefix="bench-bounds-") as tmp:
         data, truth = campaign(Path(tmp), args.people, args.seed)
@@ -433,7 +442,7 @@ def main() -> None:
 def report(figures: dict[str, dict[str, dict[str, float]]], people: int, seed: int) -> None:
     print(f"{people:,} supporters, seed {seed}: error against ground_truth.json "
           "(one release each; bias-aware interval where the table has one)")
-    print(f"{'query':28s} {'plan, estimate':20s} {'bounds':>6s} {'cells':>5s} {'truth':>7s} "
+    print(f"{'query':28s} {'plan, estimate':20s} {'bounds':>9s} {'cells':>5s} {'truth':>7s} "
           f"{'MAE':>6s} {'bias':>7s} {'±':>6s} {'cover':>6s}")
     for name in TRUTH:
         for kind in ("fixed", "auto"):
@@ -441,8 +450,9 @@ def report(figures: dict[str, dict[str, dict[str, float]]], people: int, seed: i
                 f = figures[kind].get(f"{name}/{shown}")
                 if f is None or (kind == "auto" and name not in FIXED):
                     continue
-                label = f"{kind}, {'count' if shown == 'plain' else 'bias-aware'}"
-                print(f"{name:28s} {label:20s} {f['bounds']:>6s} {f['cells']:5d} "
+                label = (f"{'plan' if kind == 'auto' else kind}, "
+                         f"{'count' if shown == 'plain' else 'bias-aware'}")
+                print(f"{name:28s} {label:20s} {f['bounds']:>9s} {f['cells']:5d} "
                       f"{f['truth']:7.0f} {f['mae']:6.0f} {f['bias']:+7.0f} {f['half']:6.0f} "
                       f"{f['coverage']:6.0%}")
     print("(fixed, count: today's estimate; its noise is slightly above today's because part "

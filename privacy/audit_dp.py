@@ -7,8 +7,10 @@ tester) found their bugs in exactly that glue. A proof on paper does not catch a
 bound; a statistical test of the shipped code does, in the style of those tools.
 
 What runs. For each audited query (one per mechanism family of the plan: bounded count,
+L2-ball count (a person's vector of cell counts cut to a Euclidean norm),
 grouped count with cell bounds, clipped sum, mean as a ratio of noisy sums, quantile by the
-exponential mechanism, histogram; :data:`FAMILIES`; or every query of the plan), we build
+exponential mechanism, histogram over a weighted L2 ball (fixed uneven cell weights,
+:func:`audit_weights`); :data:`FAMILIES`; or every query of the plan), we build
 a small snapshot ``D`` and its neighbour ``D′ = D`` plus one person whose contributions go
 past every declared bound: rows in *every* public cell of the query, more than
 ``max_rows_per_group`` in each (at least 500 contacts, at least 50 donations), each donation
@@ -96,6 +98,7 @@ from core.vocabulary import (
 from privacy import engine
 from privacy.accountant import epsilon_equivalent
 from privacy.autobounds import Choice, excess_bounds
+from privacy.cell_weights import weights_from_counts
 from privacy.plan import Bounds, Plan, Query
 from privacy.publish import jsonable, published_table
 from warehouse.reader import PERSON_KEY, SNAPSHOT_SCHEMAS
@@ -105,11 +108,13 @@ log = logging.getLogger(__name__)
 #: One audited query per mechanism family the engine has (names from the default plan).
 FAMILIES: Mapping[str, str] = {
     "bounded_count": "donations_count_by_region",  # ≤ 6 gifts, one région
-    "grouped_count": "contacts_by_week",  # bounds: auto (the choice is drawn each trial)
+    "grouped_count": "donations_count_by_month",  # 6 months × 2 gifts
+    "l2_ball_count": "contacts_by_week",  # each person's weekly counts cut to L2 norm ≤ d
     "clipped_sum": "donations_total_by_month",  # per person-month total clipped to 500 €
     "mean": "contact_rate_by_week",  # noisy conversations / noisy attempts
     "quantile": "donations_median_by_month",  # exponential mechanism over 201 candidates
-    "histogram": "contacts_by_result",  # counts over result codes, then shares; bounds: auto
+    # counts over result codes, then shares: weighted L2 ball (σ_i ∝ w_i; AUDIT_WEIGHTS)
+    "weighted_l2_histogram": "contacts_by_result",
 }
 #: ρ of each audited release (see the module docstring for why it is this large).
 AUDIT_RHO = Fraction(1)
@@ -466,6 +471,9 @@ def rows_past_every_bound(query: Query) -> int:
     beyond it (:func:`privacy.autobounds.excess_bounds`), for the largest bounds the query
     may apply: the newcomer is cut by both, and lands in the top bin of the contribution
     histograms an auto query chooses from."""
+    ball = query.ball_bounds
+    if ball is not None:  # rows in one cell alone past the ball's radius
+        return math.floor(ball.max_l2) + 1
     bounds = largest_bounds(query)
     limit = bounds.max_rows_per_group
     if engine.measures_rows_cut(query):
@@ -618,10 +626,25 @@ def published_numbers(compiled: engine.CompiledQuery | engine.PreparedQuery, tri
     return rows
 
 
+def audit_weights(n_cells: int) -> tuple[float, ...]:
+    """Uneven public cell weights for an L2-ball query weighted by its last release: a run
+    takes them from a published DP output (any weights are public there); the audit fixes
+    a spread like the real one (√count over counts 1 to ~40× apart), the same on D and D′.
+
+    >>> round(max(audit_weights(14)) / min(audit_weights(14)), 6)
+    6.5
+    """
+    return weights_from_counts([(1 + i * 5.5 / max(n_cells - 1, 1)) ** 2 for i in range(n_cells)])
+
+
 def _compiled(query: Query, plan: Plan, data: engine.ReleaseData,
               rho: Fraction) -> engine.CompiledQuery | engine.PreparedQuery:
     """Fixed bounds: the release path's :func:`~privacy.engine.compile_query`. Auto bounds:
     its first step, :func:`~privacy.engine.prepare_query` (the choice is drawn per trial)."""
+    ball = query.ball_bounds
+    if ball is not None and ball.weights == "last_release":
+        n_cells = engine.cell_keys(plan, query).n_cells
+        query = query.with_cell_weights(audit_weights(n_cells))
     if query.auto_bounds is None:
         return engine.compile_query(query, plan, data, rho)
     return engine.prepare_query(query, plan, data, rho)

@@ -40,6 +40,7 @@ Contribution(cells=2, frame_rows_per_cell=1, counted_rows_per_cell=2)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -168,6 +169,120 @@ def bound_with_excess(rows: pl.DataFrame, *, bounds: Bounds, n_cells: int,
     return pl.DataFrame({PERSON: persons, CELL: cells, COUNT: run_n[keep_run], TOTAL: totals},
                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
                                 TOTAL: pl.Int64}), excess
+
+
+def bound_l2(rows: pl.DataFrame, *, max_l2: float, n_cells: int,
+             weights: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cut each person's vector of per-cell row counts into the L2 ball of radius ``max_l2``.
+
+    Why a water-fill: it keeps the most rows a norm allows and cuts the persons' fullest
+    cells first (the rows that cost the most norm). Each person's counts ``n_i`` are lowered
+    to a common whole level ``L`` — the largest with ``Σ min(n_i, L)² ≤ max_l2²`` — then,
+    while the norm allows, one more row in the person's first cells (cell order) still above
+    ``L``. What is kept depends on the person's own rows only (never on others, nor on the
+    person key), so the bound holds between neighbouring datasets.
+
+    ``weights`` (one positive number per cell, from public or already published DP
+    outputs): the ball is ``Σ (kept_i / w_i)² ≤ max_l2²`` instead, each cell keeping
+    ``min(n_i, ⌊L·w_i⌋)`` rows for the largest ``L`` (bisection, with a relative margin of
+    1e-6 on the squared norm, so that float rounding — here, and in the division of the
+    cell sums by w_i before OpenDP — cannot push a person past the declared norm). The engine
+    then releases ``w_i`` × (noisy ``kept_i / w_i``): noise proportional to ``w_i``.
+
+    Returns (person_key, cell, n, total = 0) for the rows kept, and (person_key, cell, n)
+    for the rows cut, like :func:`bound_with_excess`.
+
+    >>> rows = pl.DataFrame({"person_key": [7] * 5 + [8], "cell": [0, 0, 0, 0, 1, 0]})
+    >>> kept, cut = bound_l2(rows, max_l2=3.0, n_cells=2)  # 4² + 1² > 9: cell 0 keeps 2
+    >>> kept.filter(pl.col("person_key") == 7)["n"].to_list(), cut["n"].to_list()
+    ([2, 1], [2])
+    """
+    if n_cells < 1:
+        raise PlanError("a query needs at least one public cell")
+    if not max_l2 > 0 or not np.isfinite(max_l2):
+        raise PlanError(f"an L2 bound must be positive and finite, not {max_l2}")
+    if weights is not None and (len(weights) != n_cells or not np.all(weights > 0)):
+        raise InvariantViolation("L2 weights: one positive number per cell")
+    if rows.height == 0:
+        return _empty("aggregate"), _empty_excess()
+    persons_max = _check_keys(rows, n_cells)
+    dtype = np.int32 if (persons_max + 1) * n_cells < 2**31 else np.int64
+    comp = (rows[PERSON].cast(pl.Int64).to_numpy() * n_cells
+            + rows[CELL].cast(pl.Int64).to_numpy()).astype(dtype)
+    if not bool(np.all(comp[1:] >= comp[:-1])):
+        comp = np.sort(comp, kind="stable")
+    run_start = _starts(comp)
+    n = _lengths(run_start, len(comp))
+    run_person, run_cell = np.divmod(comp[run_start].astype(np.int64), n_cells)
+    del comp
+    start = _starts(run_person)
+    length = _lengths(start, len(run_person))
+    if weights is None:
+        kept = _water_fill(start, length, n, _squared_budget(max_l2))
+    else:
+        kept = _weighted_fill(start, length, n, np.asarray(weights, float)[run_cell], max_l2)
+    keep = kept > 0
+    cut = n - kept
+    has_cut = cut > 0
+    frame = pl.DataFrame({PERSON: run_person[keep], CELL: run_cell[keep], COUNT: kept[keep],
+                          TOTAL: np.zeros(int(keep.sum()), dtype=np.int64)},
+                         schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64,
+                                 TOTAL: pl.Int64})
+    excess = pl.DataFrame({PERSON: run_person[has_cut], CELL: run_cell[has_cut],
+                           COUNT: cut[has_cut]},
+                          schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64})
+    return frame, excess
+
+
+def _squared_budget(max_l2: float) -> int:
+    """The largest whole k with k ≤ max_l2² exactly (no float rounding up)."""
+    from fractions import Fraction
+
+    square = Fraction(max_l2) ** 2
+    return square.numerator // square.denominator
+
+
+def _water_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, budget: int) -> np.ndarray:
+    """Whole-count water-fill of each person's runs (see :func:`bound_l2`): exact integers."""
+    top = math.isqrt(budget)
+    level = np.zeros(len(start), dtype=np.int64)
+    for candidate in range(1, top + 1):
+        capped = np.minimum(n, candidate)
+        spent = np.add.reduceat(capped * capped, start)
+        level[spent <= budget] = candidate
+    at = np.repeat(level, length)
+    kept = np.minimum(n, at)
+    room = budget - np.add.reduceat(kept * kept, start)
+    extra = room // (2 * level + 1)  # one more row above L costs (L+1)² − L²
+    above = (n > at).astype(np.int64)
+    cum = np.cumsum(above)
+    rank = cum - np.repeat(np.r_[0, cum][start], length)
+    result: np.ndarray = kept + ((above == 1) & (rank <= np.repeat(extra, length)))
+    return result
+
+
+def _weighted_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, w: np.ndarray,
+                   max_l2: float) -> np.ndarray:
+    """Weighted water-fill (see :func:`bound_l2`): min(n, ⌊L·w⌋), L by bisection."""
+    budget = max_l2 * max_l2 * (1 - 1e-6)
+    low, high = np.zeros(len(start)), np.full(len(start), max_l2 * float(w.max()) + 1)
+    for _ in range(60):
+        mid = (low + high) / 2
+        kept = np.minimum(n, np.floor(np.repeat(mid, length) * w))
+        fits = np.add.reduceat((kept / w) ** 2, start) <= budget
+        low, high = np.where(fits, mid, low), np.where(fits, high, mid)
+    result: np.ndarray = np.minimum(n, np.floor(np.repeat(low, length) * w)).astype(np.int64)
+    return result
+
+
+def l2_norms(bounded: pl.DataFrame, weights: np.ndarray | None = None) -> np.ndarray:
+    """Each person's norm ‖(n_i / w_i)‖₂ in a bounded frame (tests, audit properties)."""
+    if bounded.height == 0:
+        return np.empty(0)
+    w = np.ones(int(bounded[CELL].max()) + 1) if weights is None else weights  # type: ignore[arg-type]
+    scaled = bounded[COUNT].cast(pl.Float64).to_numpy() / w[bounded[CELL].to_numpy()]
+    frame = pl.DataFrame({PERSON: bounded[PERSON], "s": scaled * scaled})
+    return np.sqrt(frame.group_by(PERSON).agg(pl.col("s").sum())["s"].to_numpy())
 
 
 def _empty_excess() -> pl.DataFrame:

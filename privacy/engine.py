@@ -24,6 +24,11 @@ How a query runs (:func:`run_query`), after the accountant has charged its ρ:
    A query with ``bounds: auto`` first chooses its bounds from DP histograms of the
    per-person contributions (:mod:`privacy.autobounds`). The query's ρ is split exactly
    between these measurements (:func:`privacy.autobounds.split_rho`).
+   An **L2-ball** query (``bounds: {max_l2: d}``) instead cuts each person's vector of
+   rows per cell to norm ≤ d (:func:`privacy.bounding.bound_l2`) and draws one OpenDP
+   Gaussian over the vector of cell counts (``make_gaussian``, ``l2_distance``, d_in = d)
+   with its whole ρ; weighted (``weights: last_release``), over the counts divided by the
+   cell weights, the published count being the weight times that (:class:`_BallMeasurement`).
 5. **Accuracy.** Each cell carries its 95 % CI half-width (``summarize_polars_measurement``)
    and its noise scale; ratios and quantiles get conservative intervals built from the DP
    outputs only (see :func:`_mean_table`, :func:`_quantile_table`).
@@ -46,6 +51,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import opendp.prelude as dp
 import polars as pl
 
@@ -68,6 +74,7 @@ from privacy.bounding import (
     VALUE,
     Clipping,
     bound_counts,
+    bound_l2,
     bound_with_excess,
 )
 from privacy.plan import Bounds, Plan, Query, public_keys
@@ -122,6 +129,8 @@ def float_rho_down(rho: Fraction) -> float:
 
 def mechanism_name(query: Query) -> str:
     """The mechanism a query uses, as recorded in the ledger before noise is drawn."""
+    if query.ball_bounds is not None:
+        return "gaussian (zCDP) over an L2 ball"
     name = "exponential+gaussian (zCDP)" if query.measure == "quantile" else "gaussian (zCDP)"
     if query.auto_bounds is not None or query.bounds == "auto":
         name += " + DP bounds"  # ledger mechanism names hold at most 40 characters
@@ -133,8 +142,10 @@ def measures_rows_cut(query: Query) -> bool:
 
     Every table where one person may have several rows does; ``persons`` has one row per
     person (its bounds are 1 × 1), so nothing can be cut there and nothing is spent on it.
+    An L2-ball query does not either: its whole ρ goes to the counts (the ball's gain is
+    that it cuts few rows; its coverage is measured against the truth in tests/test_truth.py).
     """
-    return query.table != "persons"
+    return query.table != "persons" and query.ball_bounds is None
 
 
 # ----------------------------------------------------------------------------- cells
@@ -252,6 +263,8 @@ class _Spec:
 
 
 def _spec(query: Query) -> _Spec:
+    if query.ball_bounds is not None:  # one OpenDP Gaussian over the vector of cell counts
+        return _Spec("aggregate", None, (), 1, (CELL, COUNT))
     bounds = query.fixed_bounds()
     limit = bounds.max_rows_per_group
     if query.measure in ("count", "histogram"):
@@ -355,6 +368,7 @@ class CompiledQuery:
     cut: _CutMeasurement | None = None  # the bias estimate (tables with several rows each)
     choice: Choice | None = None  # how an auto query's bounds were chosen (DP outputs)
     rho_parts: tuple[Fraction, Fraction, Fraction] = (Fraction(0), Fraction(0), Fraction(0))
+    ball: _BallMeasurement | None = None  # an L2-ball query's vector measurement
 
     def release(self, times: int = 1, *,
                 choices: Sequence[Choice] | None = None) -> list[QueryResult]:
@@ -368,6 +382,9 @@ class CompiledQuery:
             if self.choice is None or any(c.bounds != self.query.bounds for c in choices):
                 raise InvariantViolation(f"query {self.query.name}: choices of other bounds")
             times = len(choices)
+        if self.ball is not None:
+            return [self._result(self.ball.draw(), self.ball.aggregates(), _spec(self.query),
+                                 None, None) for _ in range(times)]
         aggregates = _aggregates(self.measurement)
         cut_aggregates = None if self.cut is None else _aggregates(self.cut.measurement)
         spec = _spec(self.query)
@@ -397,8 +414,12 @@ class CompiledQuery:
             table, notes = _quantile_table(query, cells, released, aggregates, spec)
         else:
             table, notes = _total_table(query, cells, released, aggregates)
+            if self.ball is not None:
+                table = self.ball.per_cell(table)
         rows_cut: dict[str, Any] = {"measured": False, "why": "one row per person: the "
                                     "bounds cut nothing"}
+        if self.ball is not None:
+            rows_cut = self.ball.rows_cut_note()
         if self.cut is not None and cut_aggregates is not None:
             table, rows_cut = _cut_columns(query, table, released, aggregates,
                                            cut_aggregates, self.cut)
@@ -406,6 +427,8 @@ class CompiledQuery:
             rows_cut["bounds_choice"] = choice.to_json()
         metadata = _metadata(query, self.plan, spec, cells, aggregates, rho=self.rho,
                              spent=self.spent, d_in=self.declared, notes=notes)
+        if self.ball is not None:
+            metadata.update(self.ball.describe())
         metadata["rows_cut"] = rows_cut
         metadata["rho_split"] = {"choose_bounds": _frac(self.rho_parts[0]),
                                  "measurement": _frac(self.rho_parts[1]),
@@ -417,6 +440,122 @@ class CompiledQuery:
             mechanism = mechanism_name(query.model_copy(update={"bounds": "auto"}))
         return QueryResult(query=query, rho=self.rho, mechanism=mechanism,
                            table=table, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class _BallMeasurement:
+    """An L2-ball query: one OpenDP Gaussian over the vector of its cell counts.
+
+    Each person's vector of per-cell counts was cut to norm ≤ ``max_l2``
+    (:func:`privacy.bounding.bound_l2`), so adding or removing a person moves the vector
+    by at most ``max_l2`` in L2 distance: that is the ``d_in`` of the measurement
+    (``make_gaussian`` over ``vector_domain(atom_domain(int))`` with ``l2_distance(float)``,
+    OpenDP's discrete Gaussian), and its privacy map at ``d_in`` is what the ledger's
+    charge is checked against.
+    """
+
+    max_l2: float
+    counts: tuple[int, ...]  # kept rows per cell (exact, internal: only noisy ones leave)
+    measurement: Any
+    scale: float  # σ of the vector's Gaussian (of v / w when weighted)
+    spent: float
+    cut_share: float  # internal: the rows the ball cut / all rows (never published)
+    weights: tuple[float, ...] | None = None  # per-cell weights w (σ_i = w_i · scale)
+    weights_rule: str = "uniform"
+
+    def draw(self) -> pl.DataFrame:
+        """One noisy vector (OpenDP draws it), as (cell, count): with weights, OpenDP adds
+        its noise to v / w and the count is w × that (post-processing)."""
+        if self.weights is None:
+            noisy = self.measurement(list(self.counts))
+            return pl.DataFrame({CELL: list(range(len(noisy))), "count": noisy},
+                                schema={CELL: pl.Int64, "count": pl.Int64})
+        scaled = [c / w for c, w in zip(self.counts, self.weights, strict=True)]
+        noisy = self.measurement(scaled)
+        return pl.DataFrame({CELL: list(range(len(noisy))),
+                             "count": [w * x for w, x in zip(self.weights, noisy, strict=True)]},
+                            schema={CELL: pl.Int64, "count": pl.Float64})
+
+    def aggregates(self) -> dict[str, _Aggregate]:
+        kind = "Integer Gaussian" if self.weights is None else "Float Gaussian"
+        return {"count": _Aggregate("count", "Vector Sum", kind, self.scale)}
+
+    def per_cell(self, table: pl.DataFrame) -> pl.DataFrame:
+        """Weighted: each cell's noise scale and half-width are w_i times the vector's."""
+        if self.weights is None:
+            return table
+        w = pl.Series("w", self.weights, dtype=pl.Float64)
+        return table.with_columns((pl.col("ci95_halfwidth") * w).alias("ci95_halfwidth"),
+                                  (pl.col("noise_scale") * w).alias("noise_scale"))
+
+    def rows_cut_note(self) -> dict[str, Any]:
+        return {"measured": False,
+                "why": "L2 ball: the query's whole ρ goes to the cell counts; the rows cut "
+                       "are not counted under DP, so the interval is the noise's only. The "
+                       "ball cuts few rows (about 1 % of attempts at 50,000 supporters, "
+                       "README 'Rows the bounds cut'), and the interval's coverage of the "
+                       "truth is measured in tests/test_truth.py"}
+
+    def describe(self) -> dict[str, Any]:
+        weights: dict[str, Any] = {"weights": self.weights_rule, "cell_weights": None}
+        if self.weights_rule == "last_release":
+            weights |= {"cell_weights": None if self.weights is None else list(self.weights),
+                        "weights_note":
+                        "no earlier release of this query: uniform weights this time"
+                        if self.weights is None else
+                        "cell i's noise is cell_weights[i] × the vector's scale; weights = "
+                        "√max(1, top of the 95 % interval) of the query's last published "
+                        "release (DP, already charged), normalised to mean 1; the ball is "
+                        "Σ (v_i / w_i)² ≤ max_l2²"}
+        return {"bounds": {"max_l2": self.max_l2, **weights,
+                           "applied": "per person, before OpenDP: the vector of the person's "
+                                      "rows per cell cut to Euclidean norm ≤ max_l2 (fullest "
+                                      "cells lowered first to a common whole level; weighted: "
+                                      "each cell i keeps ⌊L·w_i⌋ rows at most)"},
+                "declared_to_opendp": [{"metric": "l2_distance", "d_in": self.max_l2,
+                                        "measurement": "make_gaussian over the vector of "
+                                                       "cell counts" + (
+                                                           "" if self.weights is None else
+                                                           ", each divided by its weight")}]}
+
+
+def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
+                      rho: Fraction) -> tuple[_BallMeasurement, pl.DataFrame]:
+    """Bound every person into the ball and build the calibrated vector Gaussian."""
+    ball = query.ball_bounds
+    assert ball is not None
+    weights = ball.cell_weights
+    if weights is not None and len(weights) != n_cells:
+        raise InvariantViolation(f"query {query.name}: {len(weights)} weights for "
+                                 f"{n_cells} cells")
+    bounded, excess = bound_l2(rows, max_l2=ball.max_l2, n_cells=n_cells,
+                               weights=None if weights is None else np.asarray(weights))
+    frame = bounded.select(CELL, COUNT)
+    counts = (pl.DataFrame({CELL: list(range(n_cells))}, schema={CELL: pl.Int64})
+              .join(frame.group_by(CELL).agg(pl.col(COUNT).sum()), on=CELL, how="left")
+              .sort(CELL)[COUNT].fill_null(0).to_list())
+    dp.enable_features("contrib")
+    domain = (dp.vector_domain(dp.atom_domain(T=int), size=n_cells) if weights is None else
+              dp.vector_domain(dp.atom_domain(T=float, nan=False), size=n_cells))
+    metric = dp.l2_distance(T=float)
+    target = float_rho_down(rho)
+
+    def make(scale: float) -> Any:
+        return dp.m.make_gaussian(domain, metric, scale)
+
+    scale = math.sqrt(make(1.0).map(ball.max_l2) / target)
+    for _ in range(_MAX_CALIBRATION_STEPS):
+        measurement = make(scale)
+        spent = measurement.map(ball.max_l2)
+        if spent <= target:
+            cut = int(excess[COUNT].sum())
+            total = cut + int(sum(counts))
+            return _BallMeasurement(max_l2=ball.max_l2, counts=tuple(int(c) for c in counts),
+                                    measurement=measurement, scale=scale, spent=float(spent),
+                                    cut_share=cut / total if total else 0.0, weights=weights,
+                                    weights_rule=ball.weights), frame
+        scale *= 1 + 1e-12 + (spent / target - 1)
+    raise InvariantViolation(f"query {query.name}: could not calibrate the noise to ρ={rho}")
 
 
 @dataclass(frozen=True)
@@ -504,6 +643,14 @@ class PreparedQuery:
         query, rule, rho, cells = self.query, self.query.auto_bounds, self.rho, self.cells
         if (rule is None) != (choice is None):
             raise InvariantViolation(f"query {query.name}: a choice goes with auto bounds only")
+        if query.ball_bounds is not None:
+            ball, frame = _ball_measurement(query, self.rows, cells.n_cells, rho)
+            if Fraction(ball.spent) > rho:
+                raise InvariantViolation(f"OpenDP would spend {ball.spent} > charged {rho}")
+            return CompiledQuery(query=query, plan=self.plan, rho=rho, cells=cells, frame=frame,
+                                 measurement=ball.measurement, declared=(ball.max_l2,),
+                                 spent=ball.spent, scratch=self.scratch, ball=ball,
+                                 rho_parts=(Fraction(0), rho, Fraction(0)))
         spent = Fraction(0)  # exact: each part is OpenDP's map, at most its floored share
         if choice is not None and self.choice_measurement is not None:
             spent += Fraction(self.choice_measurement.spent)
@@ -542,8 +689,9 @@ class PreparedQuery:
 def prepare_query(query: Query, plan: Plan, data: ReleaseData, rho: Fraction) -> PreparedQuery:
     """Read the query's rows (public cells only), split ``rho`` and, for ``bounds: auto``,
     build (not draw) the DP histograms of per-person contributions. Draws no noise."""
-    if query not in plan.releases and not any(query in q.level_queries()
-                                              for q in plan.releases if q.hierarchy):
+    planned = query.with_cell_weights(None) if query.ball_bounds is not None else query
+    if planned not in plan.releases and not any(planned in q.level_queries()
+                                                for q in plan.releases if q.hierarchy):
         raise PlanError(f"query {query.name} is not part of plan {plan.dataset_id}")
     dp.enable_features("contrib")
     cells = cell_keys(plan, query)
@@ -812,7 +960,8 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         described.append({"column": agg.column, "aggregate": agg.aggregate,
                           "distribution": agg.distribution, "scale": agg.scale,
                           "ci95_halfwidth": None if math.isnan(half) else half})
-    bounds = query.fixed_bounds()
+    ball = query.ball_bounds
+    bounds = None if ball is not None else query.fixed_bounds()
     return {
         "engine": f"opendp {getattr(opendp, '__version__', '0.16')}",
         "mechanism": mechanism_name(query),
@@ -820,12 +969,13 @@ def _metadata(query: Query, plan: Plan, spec: _Spec, cells: CellKeys,
         "privacy_unit": plan.privacy_unit,
         "rho_charged": f"{rho.numerator}/{rho.denominator}",
         "rho_opendp": spent,
-        "bounds": {"max_groups": bounds.max_groups,
-                   "max_rows_per_group": bounds.max_rows_per_group,
-                   "applied": "per person, before OpenDP: at most max_groups cells (fullest "
-                              "first) and the first max_rows_per_group rows in each"},
-        "declared_to_opendp": [{"by": list(b.by), "per_group": b.per_group,
-                                "num_groups": b.num_groups} for b in d_in],
+        "bounds": {} if bounds is None else {
+            "max_groups": bounds.max_groups, "max_rows_per_group": bounds.max_rows_per_group,
+            "applied": "per person, before OpenDP: at most max_groups cells (fullest "
+                       "first) and the first max_rows_per_group rows in each"},
+        "declared_to_opendp": [] if bounds is None else [
+            {"by": list(b.by), "per_group": b.per_group, "num_groups": b.num_groups}
+            for b in d_in],
         "clipping": None if spec.clipping is None else {
             "lower": spec.clipping.lower, "upper": spec.clipping.upper,
             "per": "person and group total" if spec.clipping.per == "total" else "row"},

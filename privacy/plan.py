@@ -115,6 +115,8 @@ PERIOD_DAYS: Mapping[str, Fraction] = {"daily": Fraction(1), "weekly": Fraction(
 #: Fields added after plans were first hashed: left out of the canonical JSON (so of the plan
 #: hash and the release ids) while they hold their default, so an older plan hashes the same.
 _OMITTED_AT_DEFAULT: Mapping[str, Any] = {"cadence": "daily", "hierarchy": ()}
+#: L2-ball fields left out of the canonical JSON at their default (hashes stay short).
+_BALL_DEFAULTS: Mapping[str, Any] = {"weights": "uniform", "cell_weights": None}
 
 
 def _to_fraction(value: Any) -> Any:
@@ -265,19 +267,62 @@ class AutoBounds(_Frozen):
         return self
 
 
+#: The largest L2 bound a plan may declare (a person's whole vector of cell counts).
+MAX_L2 = 1000.0
+
+
+class BallBounds(_Frozen):
+    """``bounds: {max_l2: d}``: each person's vector of per-cell row counts is cut to
+    Euclidean norm ≤ d (:func:`privacy.bounding.bound_l2`), and OpenDP's Gaussian over the
+    vector of cell counts is declared that L2 distance.
+
+    Why: a rectangle (G cells × R rows) charges every person for the worst corner, G·R²
+    in squared norm, although nobody fills it; a ball charges the norm a person really
+    has, so a person with many rows in a few cells and one with a few rows in many cells
+    both keep most of them at the same noise (issue #14, README "Rows the bounds cut").
+    Counts and histograms of contacts or donations only.
+    """
+
+    max_l2: float
+    #: ``uniform``: the same noise in every cell. ``last_release``: cell i's noise σ_i ∝ w_i,
+    #: w_i = √max(1, c_i) for c_i the cell's count in the query's last published release
+    #: (a DP output already charged: free to reuse), normalised to mean 1 over the cells, so
+    #: the mean half-width is the uniform one; each person then keeps Σ (v_i / w_i)² ≤ d².
+    #: Large cells get more rows and wider intervals. No release yet: uniform weights.
+    weights: Literal["uniform", "last_release"] = "uniform"
+    #: The weights a run resolved (engine and signed result; never written in a plan).
+    cell_weights: tuple[float, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BallBounds:
+        if isinstance(self.max_l2, bool) or not math.isfinite(self.max_l2):
+            raise ValueError("max_l2 must be a finite number")
+        if not 1 <= self.max_l2 <= MAX_L2:
+            raise ValueError(f"max_l2 must be ≥ 1 and ≤ {MAX_L2:g}")
+        if self.cell_weights is not None and not all(
+                math.isfinite(w) and w > 0 for w in self.cell_weights):
+            raise ValueError("cell_weights must be positive numbers")
+        return self
+
+
 def _bounds_input(value: Any) -> Any:
     """``auto`` (or a mapping with ``auto:``) → :class:`AutoBounds`; else :class:`Bounds`.
 
     Errors of the inner model are re-raised as plain messages so that they read
     ``releases[3].bounds: max_groups must be ≥ 1`` like every other plan error.
     """
-    if isinstance(value, Bounds | AutoBounds):
+    if isinstance(value, Bounds | AutoBounds | BallBounds):
         return value
     model: type[_Frozen] = Bounds
     if value == "auto":
         value, model = {"auto": True}, AutoBounds
     elif isinstance(value, Mapping) and "auto" in value:
         model = AutoBounds
+    elif isinstance(value, Mapping) and "max_l2" in value:
+        model = BallBounds
+        if "cell_weights" in value:
+            raise ValueError("cell_weights is resolved by each run (weights: last_release), "
+                             "not written in a plan")
     try:
         return model.model_validate(value)
     except ValidationError as err:
@@ -353,7 +398,7 @@ class Query(_Frozen):
     value: str | None = None
     clip: tuple[float, float] | None = None
     quantiles: tuple[float, ...] = ()
-    bounds: Annotated[Bounds | AutoBounds, BeforeValidator(_bounds_input)]
+    bounds: Annotated[Bounds | AutoBounds | BallBounds, BeforeValidator(_bounds_input)]
     share: ExactFraction
     min_group_size_note: str = ""
     cadence: Cadence = "daily"
@@ -386,6 +431,10 @@ class Query(_Frozen):
             if self.table == "persons":
                 raise ValueError("bounds: the persons table has one row per person; give "
                                  "{max_groups: 1, max_rows_per_group: 1}, not auto")
+        elif isinstance(self.bounds, BallBounds):
+            if self.table == "persons" or self.measure not in ("count", "histogram"):
+                raise ValueError("bounds: max_l2 is for counts and histograms of contacts or "
+                                 "donations (rows per person in several cells)")
         elif not self.group_by and self.bounds.max_groups != 1:
             raise ValueError("bounds: max_groups must be 1 for an ungrouped query")
         self._check_measure()
@@ -487,10 +536,25 @@ class Query(_Frozen):
         """The auto-bounds rule, or None when the plan fixes the bounds."""
         return self.bounds if isinstance(self.bounds, AutoBounds) else None
 
+    @property
+    def ball_bounds(self) -> BallBounds | None:
+        """The L2 bound on a person's vector of cell counts, or None for other bounds."""
+        return self.bounds if isinstance(self.bounds, BallBounds) else None
+
+    def with_cell_weights(self, weights: tuple[float, ...] | None) -> Query:
+        """This L2-ball query with the weights one run resolved (None: as the plan wrote it)."""
+        ball = self.ball_bounds
+        if ball is None:
+            raise PlanError(f"query {self.name}: only an L2-ball query takes cell weights")
+        return self.model_copy(update={"bounds": ball.model_copy(
+            update={"cell_weights": weights})})
+
     def fixed_bounds(self) -> Bounds:
         """The plan's fixed bounds (an auto query is resolved by the engine first)."""
         if isinstance(self.bounds, AutoBounds):
             raise PlanError(f"query {self.name}: bounds are auto; the engine chooses them")
+        if isinstance(self.bounds, BallBounds):
+            raise PlanError(f"query {self.name}: bounds are an L2 ball, not cells × rows")
         return self.bounds
 
     def with_bounds(self, bounds: Bounds) -> Query:
@@ -591,7 +655,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return {k: _jsonable(v) for k, v in value.__dict__.items()
                 if not (isinstance(value, Query) and k in _OMITTED_AT_DEFAULT
-                        and v == _OMITTED_AT_DEFAULT[k])}
+                        and v == _OMITTED_AT_DEFAULT[k])
+                and not (isinstance(value, BallBounds) and k in _BALL_DEFAULTS
+                         and v == _BALL_DEFAULTS[k])}
     if isinstance(value, Fraction):
         return f"{value.numerator}/{value.denominator}"
     if isinstance(value, Decimal):

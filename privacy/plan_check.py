@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -150,6 +151,8 @@ def check_query(plan: Plan, query: Query, sizes: Sizes,
             share *= PLANNING_SHARES[column] if wanted else 1 - PLANNING_SHARES[column]
     typical = sizes.rows(query.table) * share / cells
     rule = query.auto_bounds
+    if query.ball_bounds is not None:
+        return _check_ball(query, cells, typical, rho, last)
     choose, _, _ = split_rho(rho, auto_share=None if rule is None else rule.share, main=None)
     rest = rho - choose
     if rule is None:
@@ -187,6 +190,32 @@ def check_query(plan: Plan, query: Query, sizes: Sizes,
                       halfwidth_max=None if widest is None else round(widest, 1),
                       bias=bias, too_uncertain=flagged, note=note,
                       bias_share_last=None if bias_share is None else round(bias_share, 4))
+
+
+def _check_ball(query: Query, cells: int, typical: float, rho: Any,
+                last: Mapping[str, Any] | None) -> QueryCheck:
+    """An L2-ball count: σ = max_l2 / √(2ρ) in every cell (the whole ρ, no rows-cut count).
+
+    Weighted (``weights: last_release``): cell i's σ is w_i times that, the weights of mean
+    1, so the mean half-width over the cells is the same; the widest cell's comes from the
+    weights the last release published (when there is one)."""
+    ball = query.ball_bounds
+    assert ball is not None
+    half = _halfwidth(ball.max_l2 / math.sqrt(2 * float(rho)))
+    widest = None
+    note = "one Gaussian over the vector of cell counts"
+    label = f"L2 ≤ {ball.max_l2:g}"
+    if ball.weights == "last_release":
+        label += ", weighted"
+        note += "; noise weighted per cell by the last release: mean half-width shown"
+        weights = ((last or {}).get("bounds") or {}).get("cell_weights")
+        if isinstance(weights, list) and weights:
+            widest = round(half * max(float(w) for w in weights), 1)
+    return QueryCheck(query=query.name, measure=query.measure, cells=cells,
+                      bounds=label, typical_cell=typical,
+                      halfwidth=round(half), halfwidth_max=widest,
+                      bias="rows cut not measured (L2 ball; few rows cut)",
+                      too_uncertain=half >= typical, note=note, bias_share_last=None)
 
 
 def check_hierarchy(plan: Plan, query: Query, sizes: Sizes) -> list[QueryCheck]:

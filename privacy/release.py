@@ -383,18 +383,36 @@ def _release(accountant: Accountant, dp: DPEngine, plan: Plan, query: Query,
         files = _hierarchy_files(dp, plan, query, data, entry, run_id=run_id,
                                  created_at=created_at, cap=cap, csv_format=csv_format)
     else:
+        query, source = _resolved(plan, query, published)
         result = dp.run_query(query, plan, data, entry.cost)  # the noise: after the charge
         table = published_table(dp.postprocess(result), query.group_by, release_id=release,
                                 mechanism=result.mechanism, budget_share=float(query.share))
-        files = build_files(query.name, release, table,
-                            _metadata(plan, query, entry, result, run_id=run_id,
-                                      created_at=created_at, cap=cap), csv_format)
+        meta = _metadata(plan, query, entry, result, run_id=run_id, created_at=created_at,
+                         cap=cap)
+        if source is not None:
+            meta["bounds"]["weights_from_release"] = source
+        files = build_files(query.name, release, table, meta, csv_format)
     stored = accountant.record_result(entry, files)
     write_files(files, published)
     return ReleasedQuery(query=query.name, release_id=release, ledger_seq=entry.seq,
                          status="charged", cost_rho=entry.cost_rho,
                          result_hash=stored.result_hash, files=tuple(f.name for f in files),
                          lost_attempts=lost)
+
+
+def _resolved(plan: Plan, query: Query, published: Path) -> tuple[Query, str | None]:
+    """An L2-ball query with ``weights: last_release``: its cell weights from the query's
+    last published release (a DP output already charged; :mod:`privacy.cell_weights`),
+    with that release's id; any other query as it is."""
+    ball = query.ball_bounds
+    if ball is None or ball.weights != "last_release":
+        return query, None
+    from privacy.cell_weights import last_release_weights
+
+    weights, source = last_release_weights(published, plan, query)
+    log.info("query %s: %s", query.name, "uniform weights (no earlier release)"
+             if weights is None else f"cell weights from release {source}")
+    return query.with_cell_weights(weights), source
 
 
 def _hierarchy_files(dp: DPEngine, plan: Plan, query: Query, data: SnapshotLike,
@@ -452,6 +470,13 @@ def _bounds_used(query: Query, engine_meta: Mapping[str, Any]) -> dict[str, Any]
     """The bounds the release applied: the plan's, or those an auto query chose under DP
     (the ledger entry holds the rule ``auto``; the signed result holds what it chose)."""
     rule = query.auto_bounds
+    ball = query.ball_bounds
+    if ball is not None:
+        used: dict[str, Any] = {"max_l2": ball.max_l2}
+        if ball.weights != "uniform":
+            used |= {"weights": ball.weights, "cell_weights": None if ball.cell_weights is None
+                     else list(ball.cell_weights)}
+        return used
     if rule is None:
         bounds = query.fixed_bounds()
         return {"max_groups": bounds.max_groups,

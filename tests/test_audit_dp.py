@@ -38,7 +38,7 @@ from core.vocabulary import CAP_PER_PARTY_YEAR_CENTS
 from privacy import audit_dp
 from privacy.accountant import epsilon_equivalent
 from privacy.autobounds import excess_bounds, profile_bins
-from privacy.bounding import bound_with_excess
+from privacy.bounding import bound_l2, bound_with_excess, l2_norms
 from privacy.plan import Bounds, load_plan, parse_plan
 
 FAMILY_TRIALS = 500
@@ -118,6 +118,26 @@ def test_mutation_a_bounding_off_makes_the_audit_fail(
     assert r.test_epsilon_lower is not None and r.test_epsilon_lower > r.test_epsilon_declared
 
 
+@pytest.mark.parametrize("family", ["l2_ball_count", "weighted_l2_histogram"])
+def test_mutation_a_ball_off_makes_the_l2_ball_audit_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], family: str) -> None:
+    """The L2 ball (plain or weighted) with its water-fill switched off (a radius 100 times
+    the declared one): the newcomer's attempts in every cell pass into the counts, and the
+    audit sees it."""
+    real = engine.bound_l2
+
+    def unbounded(rows: pl.DataFrame, *, max_l2: float, n_cells: int,
+                  weights: Any = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return real(rows, max_l2=100 * max_l2, n_cells=n_cells, weights=weights)
+
+    monkeypatch.setattr(engine, "bound_l2", unbounded)
+    r = _audit(family, 1_200, tmp_path)
+    _say(capsys, f"mutation (a) {family} off: " + _row(r))
+    assert not r.passed
+    assert r.test_epsilon_lower is not None and r.test_epsilon_lower > r.test_epsilon_declared
+
+
 def test_mutation_b_half_the_noise_makes_the_audit_fail(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,6 +196,19 @@ def test_the_newcomer_goes_past_every_bound_in_every_cell(tmp_path: Path) -> Non
         cells = engine.cell_keys(PLAN, query)
         per_cell = newcomer.group_by(list(query.group_by)).len()
         assert per_cell.height == cells.n_cells  # present in every public cell
+        if query.ball_bounds is not None:  # every cell alone past the ball's radius
+            d = query.ball_bounds.max_l2
+            weights = None  # a weighted ball: the audit's fixed uneven weights
+            if query.ball_bounds.weights == "last_release":
+                weights = np.asarray(audit_dp.audit_weights(cells.n_cells))
+            assert int(per_cell["len"].min()) > d
+            rows = engine.load_rows(query, neighbour, cells)
+            mine = rows.filter(pl.col("person_key") == key).group_by("cell").agg(n=pl.len())
+            assert float(l2_norms(mine.with_columns(person_key=pl.lit(key)), weights)[0]) > d
+            kept, _ = bound_l2(rows, max_l2=d, n_cells=cells.n_cells, weights=weights)
+            mine = kept.filter(pl.col("person_key") == key)
+            assert 0 < float(l2_norms(mine, weights)[0]) <= d
+            continue
         # Past the largest bound the query may apply (for bounds: auto, the largest public
         # candidate, whichever the DP choice draws) and past the rows-cut count's bound too.
         largest = audit_dp.largest_bounds(query)
@@ -311,7 +344,7 @@ def test_isoloir_audit_dp_records_the_results_and_the_auditor_report_shows_them(
     assert [r["family"] for r in stored["results"]] == list(audit_dp.FAMILIES)
     assert all(r["trials"] == 40 for r in stored["results"])
     read, error = read_dp_audit(isoloir_home)
-    assert error is None and read is not None and read.ok and len(read.rows) == 6
+    assert error is None and read is not None and read.ok and len(read.rows) == len(audit_dp.FAMILIES)
     written = produce_auditor_report(load_settings(), lang="en")
     page = written.path.read_text(encoding="utf-8")
     assert 'id="dp-audit" data-status="ok"' in page

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import opendp.mod
 import polars as pl
 from hypothesis import HealthCheck, example, given, settings
@@ -37,7 +38,7 @@ import privacy.engine as engine
 from core.settings import load_settings
 from core.vocabulary import months
 from privacy.autobounds import choose_bounds, excess_bounds, profile_bins
-from privacy.bounding import bound_with_excess, expand_counts
+from privacy.bounding import bound_l2, bound_with_excess, expand_counts, l2_norms
 from privacy.plan import Bounds, Plan, _jsonable, parse_plan, query_cost
 from warehouse.reader import SNAPSHOT_SCHEMAS
 
@@ -47,10 +48,13 @@ REGIONS = ("11", "24", "84", "93")
 
 
 def _plan(measure: str, groups: int, limit: int, clip_hi: int, group_by: list[str],
-          auto: bool = False) -> Plan:
-    """One query on donations; ``auto``: bounds chosen under DP among 1..groups × 1..limit."""
+          auto: bool = False, ball: float | None = None) -> Plan:
+    """One query on donations; ``auto``: bounds chosen under DP among 1..groups × 1..limit;
+    ``ball``: each person's vector of cell counts cut to that L2 norm."""
     bounds: dict[str, Any] = {"max_groups": groups if group_by else 1,
                               "max_rows_per_group": limit}
+    if ball is not None:
+        bounds = {"max_l2": ball}
     if auto:
         bounds = {"auto": True, "share": "1/5",
                   "max_groups": list(range(1, (groups if group_by else 1) + 1)),
@@ -174,6 +178,48 @@ def test_no_person_exceeds_what_is_declared_to_opendp(
         assert (bounded["total"] <= bounded["n"] * hi).all()
 
 
+@settings(max_examples=40, deadline=None)
+@given(persons=persons_strategy, measure=st.sampled_from(["count", "histogram"]),
+       ball=st.sampled_from([1.0, 1.5, 2.0, 3.7, 6.0]),
+       group_by=st.sampled_from([["month"], ["region"], ["region", "month"]]),
+       weighted=st.booleans(), spread=st.floats(0.05, 20.0))
+def test_no_person_leaves_the_l2_ball_declared_to_opendp(
+        persons: list[list[tuple[int, int, int]]], measure: str, ball: float,
+        group_by: list[str], weighted: bool, spread: float) -> None:
+    """An L2-ball query: OpenDP's vector Gaussian is declared d_in = max_l2; every person's
+    vector of counted rows per cell has norm ≤ max_l2 (weighted: Σ (n_i / w_i)² ≤ max_l2²,
+    the vector OpenDP receives being n_i / w_i); the counts OpenDP receives are the sums of
+    that bounded frame; the spend is OpenDP's map at d_in, within the charge."""
+    frame = _donations(persons)
+    if frame.height == 0:
+        return
+    plan = _plan(measure, 1, 1, 1, group_by, ball=ball)
+    query = plan.releases[0]
+    cost = query_cost(plan, query)
+    n_cells = engine.cell_keys(plan, query).n_cells
+    weights = None
+    if weighted:  # any positive public weights, uneven by up to `spread`
+        weights = tuple(1 + (spread - 1) * i / max(n_cells - 1, 1) for i in range(n_cells))
+        query = query.with_cell_weights(weights)
+    with tempfile.TemporaryDirectory() as directory:
+        data = _snapshot(Path(directory), frame)
+        compiled = engine.compile_query(query, plan, data, cost)
+        cells = engine.cell_keys(plan, query)
+        rows = engine.load_rows(query, data, cells)
+    w = None if weights is None else np.asarray(weights)
+    bounded, _ = bound_l2(rows, max_l2=ball, n_cells=cells.n_cells, weights=w)
+    assert compiled.declared == (ball,) and compiled.ball is not None
+    assert compiled.ball.weights == weights
+    assert compiled.cut is None and compiled.choice is None
+    assert bounded.select("cell", "n").equals(compiled.frame)
+    assert float(l2_norms(bounded, w).max(initial=0.0)) <= ball
+    counts = [0] * cells.n_cells
+    for cell, n in bounded.select("cell", "n").iter_rows():
+        counts[cell] += n
+    assert list(compiled.ball.counts) == counts
+    assert compiled.spent == compiled.measurement.map(ball) and Fraction(compiled.spent) <= cost
+
+
 # ----------------------------------------------------------------------------- metadata
 
 def _numbers(value: Any, path: str = "") -> Iterator[tuple[str, float]]:
@@ -230,6 +276,8 @@ def _public_bounds(plan: Plan) -> set[float]:
     """Every bound the query may apply (an auto query's candidates) and the rows-cut
     count's bound beyond each: functions of the plan alone."""
     query = plan.releases[0]
+    if query.ball_bounds is not None:
+        return {query.ball_bounds.max_l2}
     rule = query.auto_bounds
     n_cells = engine.cell_keys(plan, query).n_cells
     candidates = [query.fixed_bounds()] if rule is None else [
@@ -439,12 +487,15 @@ def _exact_cut_figures(plan: Plan, frame: pl.DataFrame) -> dict[str, float]:
     1 × 1 for auto) and the contribution histogram."""
     query = plan.releases[0]
     rule = query.auto_bounds
-    bounds = Bounds(max_groups=1, max_rows_per_group=1) if rule is not None else (
-        query.fixed_bounds())
     with tempfile.TemporaryDirectory() as directory:
         data = _snapshot(Path(directory), frame)
         cells = engine.cell_keys(plan, query)
         rows = engine.load_rows(query, data, cells)
+    if query.ball_bounds is not None:
+        kept, excess = bound_l2(rows, max_l2=query.ball_bounds.max_l2, n_cells=cells.n_cells)
+        return {"rows_cut": float(excess["n"].sum()), "rows_kept": float(kept["n"].sum())}
+    bounds = Bounds(max_groups=1, max_rows_per_group=1) if rule is not None else (
+        query.fixed_bounds())
     _, excess = bound_with_excess(rows, bounds=bounds, n_cells=cells.n_cells,
                                   shape="aggregate")
     out = {"rows_cut": float(excess["n"].sum())}
@@ -453,6 +504,25 @@ def _exact_cut_figures(plan: Plan, frame: pl.DataFrame) -> dict[str, float]:
         hist = engine.choice_frame(rows, bins)["cell"].value_counts()
         out |= {f"persons_in_bin_{b}": float(n) for b, n in hist.iter_rows()}
     return out
+
+
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(persons=st.lists(st.lists(gift, min_size=1, max_size=15), min_size=3, max_size=25),
+       ball=st.sampled_from([1.5, 3.0]), group_by=st.sampled_from([["month"], ["region"]]))
+def test_an_l2_ball_release_publishes_no_number_computed_from_the_data_outside_dp(
+        persons: list[list[tuple[int, int, int]]], ball: float, group_by: list[str]) -> None:
+    plan = _plan("histogram", 1, 1, 1, group_by, ball=ball)
+    frame = _donations(persons)
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        metadata, table, released = _release(plan, frame, root / "home")
+        accuracy = _accuracy_elsewhere(plan, root / "other")
+    allowed = _allowed(plan, accuracy, table, metadata["ledger_seq"], released)
+    assert leaked_numbers(metadata, allowed) == []
+    for name, value in {"rows": float(frame.height), **_exact_cut_figures(plan, frame)}.items():
+        if not _contains(allowed, value):
+            assert leaked_numbers(metadata | {f"leak_{name}": value}, allowed) != []
 
 
 def test_the_metadata_check_flags_an_exact_count(tmp_path: Path) -> None:

@@ -26,8 +26,10 @@ from privacy.bounding import (
     Clipping,
     bound_contributions,
     bound_counts,
+    bound_l2,
     bound_with_excess,
     expand_counts,
+    l2_norms,
     max_contribution,
     person_cell_profile,
 )
@@ -258,7 +260,7 @@ def test_a_person_with_500_contacts_moves_any_count_by_at_most_the_declared_boun
         tmp_path: Path, name: str) -> None:
     plan = load_plan()
     query = next(q for q in plan.releases if q.name == name)
-    if query.auto_bounds is not None:  # any bound the choice may return must hold the same way
+    if not isinstance(query.bounds, Bounds):  # auto or ball: a rectangle must hold the same way
         query = query.with_bounds(Bounds(max_groups=12, max_rows_per_group=3))
     with_heavy = _released_columns(query, plan, _contacts_snapshot(tmp_path / "a", with_heavy=True))
     without = _released_columns(query, plan, _contacts_snapshot(tmp_path / "b", with_heavy=False))
@@ -272,3 +274,86 @@ def test_a_person_with_500_contacts_moves_any_count_by_at_most_the_declared_boun
     # ...and the heavy person really was cut: 500 contacts, at most G × R counted.
     moved = sum(with_heavy["n"].values()) - sum(without["n"].values())
     assert 0 < moved <= groups * limit
+
+
+# ----------------------------------------------------------------------------- the L2 ball
+
+def _ball_reference(counts: dict[int, int], d: float) -> dict[int, int]:
+    """The documented water-fill, the obvious way: the largest whole level L with
+    Σ min(n, L)² ≤ d², then one more row in the first cells (cell order) above L while
+    the squared norm stays ≤ d²."""
+    budget = math.floor(d * d + 1e-9)  # the d values below have exact squares
+    level = 0
+    while sum(min(n, level + 1) ** 2 for n in counts.values()) <= budget and level < budget:
+        level += 1
+    kept = {c: min(n, level) for c, n in counts.items()}
+    for cell in sorted(counts):
+        if counts[cell] > level and sum(v * v for v in kept.values()) + 2 * level + 1 <= budget:
+            kept[cell] += 1
+    return kept
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=rows_strategy, d=st.sampled_from([1.0, 1.5, 2.0, 3.0, 4.5, 7.0]),
+       shuffle=st.booleans())
+def test_l2_ball_matches_the_water_fill_and_never_exceeds_the_norm(
+        rows: list[tuple[int, int, int]], d: float, shuffle: bool) -> None:
+    ordered = rows if shuffle else sorted(rows, key=lambda r: r[0])
+    kept, cut = bound_l2(_frame(ordered).select("person_key", "cell"), max_l2=d, n_cells=6)
+    per_person: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for person, cell, _ in rows:
+        per_person[person][cell] += 1
+    expected = {(p, c): n for p, counts in per_person.items()
+                for c, n in _ball_reference(dict(counts), d).items() if n}
+    got = {(p, c): n for p, c, n in kept.select("person_key", "cell", "n").iter_rows()}
+    assert got == expected
+    assert float(l2_norms(kept).max(initial=0.0)) <= d
+    assert int(kept["n"].sum()) + int(cut["n"].sum()) == len(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=rows_strategy, newcomer=st.lists(st.integers(0, 5), min_size=1, max_size=60),
+       at=st.integers(0, 7), weighted=st.booleans())
+def test_what_one_person_keeps_in_the_ball_does_not_depend_on_anyone_else(
+        rows: list[tuple[int, int, int]], newcomer: list[int], at: int, weighted: bool) -> None:
+    weights = np.array([1.0, 2.5, 0.7, 1.3, 4.0, 1.0]) if weighted else None
+    frame = _frame(sorted(rows, key=lambda r: r[0])).select("person_key", "cell")
+    before, _ = bound_l2(frame, max_l2=3.0, n_cells=6, weights=weights)
+    shifted = [(p + 1 if p >= at else p, c, v) for p, c, v in rows] + [(at, c, 0) for c in newcomer]
+    after, _ = bound_l2(_frame(sorted(shifted, key=lambda r: r[0])).select("person_key", "cell"),
+                        max_l2=3.0, n_cells=6, weights=weights)
+    renumbered = (after.filter(pl.col("person_key") != at)
+                  .with_columns(pl.when(pl.col("person_key") > at).then(pl.col("person_key") - 1)
+                                .otherwise(pl.col("person_key")).alias("person_key")))
+    key = ["person_key", "cell"]
+    assert renumbered.sort(key).equals(before.sort(key))
+    assert float(l2_norms(after, weights).max()) <= 3.0
+
+
+def test_a_person_with_500_contacts_moves_the_ball_counts_by_at_most_max_l2(
+        tmp_path: Path) -> None:
+    plan = load_plan()
+    query = next(q for q in plan.releases if q.name == "contacts_by_week")
+    assert query.ball_bounds is not None
+    d = query.ball_bounds.max_l2
+    vectors = []
+    for name, heavy in (("a", True), ("b", False)):
+        data = _contacts_snapshot(tmp_path / name, with_heavy=heavy)
+        cells = cell_keys(plan, query)
+        kept, _ = bound_l2(load_rows(query, data, cells), max_l2=d, n_cells=cells.n_cells)
+        vectors.append(np.bincount(kept["cell"].to_numpy(), kept["n"].to_numpy(),
+                                   minlength=cells.n_cells))
+    moved = vectors[0] - vectors[1]
+    assert 0 < float(np.sqrt((moved * moved).sum())) <= d  # counted, within the ball
+    assert moved.sum() < 500  # ...and cut: 500 contacts over 26 weeks do not fit in it
+
+
+def test_weighted_ball_keeps_floor_of_level_times_weight() -> None:
+    """Weights 1 and 4, d = 2: at L = 1.75 the cells would keep ⌊L⌋ = 1 and ⌊4L⌋ = 7 rows,
+    norm √(1 + (7/4)²) ≈ 2.02 > 2; so L < 1.75, and the person keeps 1 and 6 (√3.25 ≤ 2)."""
+    rows = pl.DataFrame({"person_key": [0] * 30, "cell": [0] * 10 + [1] * 20})
+    kept, cut = bound_l2(rows, max_l2=2.0, n_cells=2, weights=np.array([1.0, 4.0]))
+    assert kept.sort("cell")["n"].to_list() == [1, 6]
+    assert int(cut["n"].sum()) == 23
+    with pytest.raises(InvariantViolation):
+        bound_l2(rows, max_l2=2.0, n_cells=2, weights=np.array([1.0, 0.0]))

@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -24,10 +25,12 @@ from sqlalchemy import Engine, insert, update
 from core.errors import InvariantViolation, PlanError
 from core.geography import load_geography
 from core.vocabulary import AGE_BANDS, CHANNELS, RESULTS, SUPPORT_LEVELS, iso_weeks, months
+from privacy.bounding import bound_l2, l2_norms
 from privacy.engine import (
     QueryResult,
     compile_query,
     float_rho_down,
+    load_rows,
     mechanism_name,
     postprocess,
     run_query,
@@ -213,7 +216,8 @@ def test_non_public_codes_in_the_data_never_become_groups(small: Any) -> None:
 def test_noise_scale_is_what_the_declared_bound_implies(small: Any) -> None:
     _, data = small
     plan = load_plan()
-    for name in ("contacts_by_week", "supporters_by_departement", "donations_total_by_month"):
+    for name in ("donations_count_by_month", "supporters_by_departement",
+                 "donations_total_by_month"):
         query = next(q for q in plan.releases if q.name == name)
         cost = query_cost(plan, query)
         result = run_query(query, plan, data, cost)
@@ -229,6 +233,36 @@ def test_noise_scale_is_what_the_declared_bound_implies(small: Any) -> None:
         assert result.table["noise_scale"][0] == pytest.approx(expected, rel=1e-6), name
         assert result.metadata["declared_to_opendp"][0] == {
             "by": ["cell"], "per_group": 1, "num_groups": g}
+
+
+def test_an_l2_ball_query_spends_its_whole_rho_on_one_gaussian_over_the_cells(
+        small: Any) -> None:
+    """σ = max_l2 / √(2ρ) in every cell; OpenDP's own map at d_in = max_l2 is the spend,
+    never above the charge; the metadata declares the ball, and every person's kept
+    vector is inside it."""
+    _, data = small
+    plan = load_plan()
+    query = next(q for q in plan.releases if q.name == "contacts_by_week")
+    assert query.ball_bounds is not None
+    d = query.ball_bounds.max_l2
+    cost = query_cost(plan, query)
+    compiled = compile_query(query, plan, data, cost)
+    assert compiled.spent == compiled.measurement.map(d) and Fraction(compiled.spent) <= cost
+    assert compiled.spent == pytest.approx(float(cost), rel=1e-9)  # the whole ρ, no cut count
+    (result,) = compiled.release(1)
+    assert result.table["noise_scale"].to_list() == pytest.approx(
+        [d / math.sqrt(2 * float(cost))] * result.table.height, rel=1e-6)
+    assert result.metadata["bounds"]["max_l2"] == d
+    assert result.metadata["declared_to_opendp"][0]["d_in"] == d
+    assert result.metadata["rows_cut"]["measured"] is False
+    assert result.mechanism == mechanism_name(query)
+    assert "bias_aware_estimate" not in result.table.columns
+    rows = load_rows(query, data, compiled.cells)
+    kept, cut = bound_l2(rows, max_l2=d, n_cells=compiled.cells.n_cells)
+    assert float(l2_norms(kept).max()) <= d
+    per_cell = np.bincount(kept["cell"].to_numpy(), kept["n"].to_numpy(),
+                           minlength=compiled.cells.n_cells)
+    assert compiled.ball is not None and list(compiled.ball.counts) == per_cell.tolist()
 
 
 def test_each_release_draws_fresh_opendp_noise(small: Any) -> None:

@@ -18,6 +18,7 @@ from core.geography import load_geography
 from core.vocabulary import CAP_PER_CANDIDATE_CENTS
 from privacy.plan import (
     PERIOD_DAYS,
+    Bounds,
     Cap,
     canonical_query,
     daily_spend,
@@ -130,11 +131,41 @@ def test_canonical_query_is_sorted_json_with_exact_share() -> None:
      "test.yaml: privacy_unit: Input should be 'person'"),
     (lambda d: d.update(period=["2026-06-01", "2026-01-01"]),
      "test.yaml: period: start is after end"),
+    (lambda d: d["releases"][0].update(bounds={"max_l2": 5}),
+     "test.yaml: releases[0].bounds: max_l2 is for counts and histograms of contacts or "
+     "donations"),
+    (lambda d: d["releases"][7].update(bounds={"max_l2": 5}),
+     "test.yaml: releases[7].bounds: max_l2 is for counts and histograms"),
+    (lambda d: d["releases"][5].update(bounds={"max_l2": 0.5}),
+     "test.yaml: releases[5].bounds: max_l2 must be ≥ 1 and ≤ 1000"),
+    (lambda d: d["releases"][5].update(bounds={"max_l2": 5, "cell_weights": [1.0]}),
+     "test.yaml: releases[5].bounds: cell_weights is resolved by each run"),
+    (lambda d: d["releases"][5].update(bounds={"max_l2": 5, "weights": "magic"}),
+     "test.yaml: releases[5].bounds.weights: Input should be 'uniform' or 'last_release'"),
 ])
 def test_plan_errors_name_the_key_path_and_why(mutate: Any, expected: str) -> None:
     doc = _document()
     mutate(doc)
     assert _refused(doc).startswith(expected)
+
+
+def test_an_l2_ball_is_part_of_the_plan_hash_and_its_run_weights_are_not() -> None:
+    plan = load_plan()
+    query = next(q for q in plan.releases if q.name == "contacts_by_result")
+    assert query.ball_bounds is not None and query.ball_bounds.weights == "last_release"
+    text = canonical_query(query)
+    assert '"bounds":{"max_l2":17.3,"weights":"last_release"}' in text
+    week = next(q for q in plan.releases if q.name == "contacts_by_week")
+    assert '"bounds":{"max_l2":11.27}' in canonical_query(week)  # defaults left out
+    resolved = query.with_cell_weights((0.5, 1.5))
+    assert resolved.ball_bounds is not None and resolved.ball_bounds.cell_weights == (0.5, 1.5)
+    assert resolved.with_cell_weights(None) == query
+    doc = _document()
+    doc["releases"][6]["bounds"]["max_l2"] = 17.4
+    assert plan_hash(parse_plan(doc)) != plan_hash(plan)
+    with pytest.raises(PlanError, match="only an L2-ball query"):
+        week.model_copy(update={"bounds": Bounds(max_groups=1, max_rows_per_group=1)}
+                        ).with_cell_weights((1.0,))
 
 
 def test_shares_exceeding_the_per_run_budget_are_refused_at_load() -> None:

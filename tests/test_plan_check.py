@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from statistics import NormalDist
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -56,8 +59,32 @@ def test_a_hierarchical_query_is_checked_table_by_table_with_its_consistent_half
     region = by_name["supporters_by_region"]
     assert region.halfwidth is not None and region.halfwidth < 108  # ± 108 released alone
     assert supporters.bias.startswith("0")
-    assert by_name["contacts_by_week"].bounds == "auto"
-    assert by_name["contacts_by_week"].halfwidth_max is not None
+    week = by_name["contacts_by_week"]  # an L2 ball: σ = max_l2 / √(2ρ) in every cell
+    assert week.bounds == "L2 ≤ 11.27" and week.halfwidth_max is None
+    rho = 0.004 * 2 / 24
+    assert week.halfwidth == round(NormalDist().inv_cdf(0.975) * 11.27 / math.sqrt(2 * rho))
+    result = by_name["contacts_by_result"]  # weekly, weighted: the mean half-width
+    assert result.bounds == "L2 ≤ 17.3, weighted" and result.halfwidth_max is None
+    rho = 0.004 * 7 / 24
+    assert result.halfwidth == round(NormalDist().inv_cdf(0.975) * 17.3 / math.sqrt(2 * rho))
+
+
+def test_a_weighted_ball_shows_its_widest_cell_from_the_last_release(tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    published.mkdir()
+    document = {"query_name": "contacts_by_result", "created_at": "2026-03-02T06:00:00+00:00",
+                "dataset_id": "campaign",
+                "bounds": {"max_l2": 18.3, "weights": "last_release",
+                           "cell_weights": [0.5, 3.0, 0.5]}}
+    (published / "r.json").write_text(json.dumps(document), encoding="utf-8")
+    from privacy.plan_check import last_releases
+
+    last = last_releases(published, "campaign")
+    by_name = {c.query: c for c in check_plan(load_plan(), Sizes(50_000, 150_000, 10_000),
+                                              last)}
+    result = by_name["contacts_by_result"]
+    assert result.halfwidth is not None and result.halfwidth_max is not None
+    assert result.halfwidth_max == pytest.approx(3.0 * result.halfwidth, abs=2)
 
 
 def test_cli_plan_check_json_costs_nothing(isoloir_home: Path) -> None:
@@ -86,18 +113,18 @@ def test_bias_is_the_last_published_rows_cut_share(tmp_path: Path) -> None:
     from privacy.plan_check import last_releases
 
     published = tmp_path / "published"
-    _published(published, "contacts_by_week", "2026-03-01T06:00:00+00:00", 0.2)
-    _published(published, "contacts_by_week", "2026-03-02T06:00:00+00:00", 0.0612)
-    _published(published, "contacts_by_week", "2026-03-09T06:00:00+00:00", 0.5, "other")
+    _published(published, "contact_rate_by_week", "2026-03-01T06:00:00+00:00", 0.2)
+    _published(published, "contact_rate_by_week", "2026-03-02T06:00:00+00:00", 0.0612)
+    _published(published, "contact_rate_by_week", "2026-03-09T06:00:00+00:00", 0.5, "other")
     _published(published, "supporters_by_departement", "2026-03-02T06:00:00+00:00", None)
     (published / "broken.json").write_text("{", encoding="utf-8")
     last = last_releases(published, load_plan().dataset_id)
     by_name = {c.query: c for c in check_plan(load_plan(), Sizes(50_000, 150_000, 10_000),
                                               last)}
-    week = by_name["contacts_by_week"]
+    week = by_name["contact_rate_by_week"]
     assert week.bias_share_last == 0.0612
     assert "6 %" in week.bias and "12 × 2" in week.bias and "2026-03-02" in week.bias
-    assert by_name["contacts_by_result"].bias_share_last is None  # never released
-    assert by_name["contacts_by_result"].bias == "measured at release"
+    assert by_name["donations_count_by_region"].bias_share_last is None  # never released
+    assert by_name["donations_count_by_region"].bias == "measured at release"
     assert by_name["supporters_by_departement"].bias.startswith("0")
     assert last_releases(tmp_path / "nowhere", "campaign") == {}

@@ -356,3 +356,51 @@ def test_real_engine_release_is_charged_once_and_replayed_byte_for_byte(
     fresh = pl.read_parquet(settings.published / other.releases[0].files[1])
     assert fresh["estimate"].to_list() != region["estimate"].to_list()  # new noise, new charge
     assert spent(settings) == (Fraction(2, 250), 4)
+
+
+def test_a_weighted_ball_takes_its_weights_from_its_last_published_release(
+        settings: Settings) -> None:
+    """Week 1 has uniform weights (the metadata says so); week 2 takes its cell weights
+    from week 1's published table (√ of each cell's interval top, mean 1), records them and
+    the release they came from in the signed metadata, and each cell's noise is its
+    weight times the vector's scale."""
+    from privacy.cell_weights import weights_from_table
+
+    _small_warehouse(settings)
+    plan = parse_plan({
+        "dataset_id": "campaign", "privacy_unit": "person", "cap": {"epsilon": 8, "delta": 1e-7},
+        "per_run": {"rho": "1/250"}, "cadence": "daily",
+        "period": ["2026-01-01", "2026-06-30"],
+        "releases": [
+            {"name": "contacts_by_result", "title": "Contacts by result",
+             "title_fr": "Contacts par résultat", "measure": "histogram", "table": "contacts",
+             "group_by": ["result"], "bounds": {"max_l2": 3, "weights": "last_release"},
+             "cadence": "weekly", "share": "7"}]})
+    query = plan.releases[0]
+    first = run_release(settings, plan, "w1", logical_date=datetime(2026, 3, 2, tzinfo=UTC))
+    second = run_release(settings, plan, "w2", logical_date=datetime(2026, 3, 9, tzinfo=UTC))
+    (week1,), (week2,) = first.releases, second.releases
+    meta1 = json.loads((settings.published / week1.files[2]).read_text(encoding="utf-8"))
+    meta2 = json.loads((settings.published / week2.files[2]).read_text(encoding="utf-8"))
+    assert meta1["bounds"]["cell_weights"] is None
+    assert "uniform" in meta1["engine"]["bounds"]["weights_note"]
+    table1 = pl.read_parquet(settings.published / week1.files[1])
+    assert table1["noise_scale"].n_unique() == 1
+    expected = weights_from_table(plan, query, table1)
+    assert meta2["bounds"]["cell_weights"] == pytest.approx(list(expected))
+    assert meta2["bounds"]["weights_from_release"] == week1.release_id
+    assert sum(expected) / len(expected) == pytest.approx(1.0)
+    table2 = pl.read_parquet(settings.published / week2.files[1])
+    scale = meta2["engine"]["aggregates"][0]["scale"]
+    by_result = dict(zip(table2["result"], table2["noise_scale"], strict=True))
+    cells = [str(r) for r in dp_cell_labels(plan, query)]
+    assert [by_result[c] for c in cells] == pytest.approx([w * scale for w in expected])
+    assert json.loads(meta2["query_canonical"])["bounds"] == {"max_l2": 3,
+                                                              "weights": "last_release"}
+    assert verify_settings(settings).ok
+
+
+def dp_cell_labels(plan: Plan, query: Query) -> list[Any]:
+    from privacy.engine import cell_keys
+
+    return cell_keys(plan, query).labels["result"].to_list()
