@@ -217,10 +217,10 @@ def bound_l2(rows: pl.DataFrame, *, max_l2: float, n_cells: int,
     del comp
     start = _starts(run_person)
     length = _lengths(start, len(run_person))
-    if weights is None:
-        kept = _water_fill(start, length, n, _squared_budget(max_l2))
-    else:
-        kept = _weighted_fill(start, length, n, np.asarray(weights, float)[run_cell], max_l2)
+    cell_weights = None if weights is None else np.asarray(weights, float)
+    kept = _fill_over_budget(start, length, n, max_l2,
+                             None if cell_weights is None else cell_weights[run_cell],
+                             1.0 if cell_weights is None else float(cell_weights.max()))
     keep = kept > 0
     cut = n - kept
     has_cut = cut > 0
@@ -232,6 +232,34 @@ def bound_l2(rows: pl.DataFrame, *, max_l2: float, n_cells: int,
                            COUNT: cut[has_cut]},
                           schema={PERSON: pl.Int64, CELL: pl.Int64, COUNT: pl.Int64})
     return frame, excess
+
+
+def _fill_over_budget(start: np.ndarray, length: np.ndarray, n: np.ndarray, max_l2: float,
+                      w: np.ndarray | None, w_top: float) -> np.ndarray:
+    """Water-fill only the persons already outside the ball; the others keep every row.
+
+    Why: on a real contact history almost every person is inside the ball, and the fill's
+    passes over all runs were most of a release's time. A person inside keeps ``n`` under
+    either fill (every level fits), so filling the rest alone gives the same result.
+    ``w_top`` is the largest weight of the public weight vector (every cell, not only those
+    in the data), so that the bisection's start depends on public values only.
+    """
+    if w is None:
+        budget = _squared_budget(max_l2)
+        over = np.add.reduceat(n * n, start) > budget
+    else:
+        over = np.add.reduceat((n / w) ** 2, start) > max_l2 * max_l2 * (1 - 1e-6)
+    kept = n.astype(np.int64, copy=True)
+    if not bool(over.any()):
+        return kept
+    runs = np.repeat(over, length)
+    sub_length = length[over]
+    sub_start = np.r_[0, np.cumsum(sub_length)[:-1]]
+    if w is None:
+        kept[runs] = _water_fill(sub_start, sub_length, n[runs], budget)
+    else:
+        kept[runs] = _weighted_fill(sub_start, sub_length, n[runs], w[runs], max_l2, w_top)
+    return kept
 
 
 def _squared_budget(max_l2: float) -> int:
@@ -262,10 +290,10 @@ def _water_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, budget: in
 
 
 def _weighted_fill(start: np.ndarray, length: np.ndarray, n: np.ndarray, w: np.ndarray,
-                   max_l2: float) -> np.ndarray:
+                   max_l2: float, w_top: float) -> np.ndarray:
     """Weighted water-fill (see :func:`bound_l2`): min(n, ⌊L·w⌋), L by bisection."""
     budget = max_l2 * max_l2 * (1 - 1e-6)
-    low, high = np.zeros(len(start)), np.full(len(start), max_l2 * float(w.max()) + 1)
+    low, high = np.zeros(len(start)), np.full(len(start), max_l2 * w_top + 1)
     for _ in range(60):
         mid = (low + high) / 2
         kept = np.minimum(n, np.floor(np.repeat(mid, length) * w))
