@@ -162,7 +162,7 @@ def test_mutation_c_a_larger_rho_than_charged_makes_the_audit_fail(
     real = engine.compile_query
     monkeypatch.setattr(engine, "compile_query",
                         lambda query, plan, data, rho: real(query, plan, data, 8 * rho))
-    r = audit_dp.audit_query(ONE_CELL.releases[0], ONE_CELL, trials=3_000, scratch=tmp_path,
+    r = audit_dp.audit_query(ONE_CELL.releases[0], ONE_CELL, trials=1_500, scratch=tmp_path,
                              family="bounded_count")
     _say(capsys, "mutation (c) ρ × 8 in the engine: " + _row(r))
     assert r.rho == "1/1"  # what the ledger charged; the engine spent 8
