@@ -212,7 +212,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         elif done is not None:
             log.info("%s already loaded (sha256 %s...): nothing to do", prepared.file_name,
                      prepared.sha256[:12])
-            _drop_staged(prepared)
+            drop_staged(prepared)
             return LoadResult(prepared.file_name, prepared.sha256, prepared.source,
                               "already_loaded", int(done["rows_read"]), 0,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
@@ -309,7 +309,7 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                           key_id=prepared.key_id, loaded_at=at, details=details)
         clock.lap("rows")
     clock.lap("commit")
-    _drop_staged(prepared)
+    drop_staged(prepared)
     log.info("loaded %s: %d rows written (%d unchanged, of which %d skipped before "
              "processing; %d changed, %d older than stored), %d new persons, %d merged, "
              "%d withdrawn (%s)", prepared.file_name, written,
@@ -362,7 +362,9 @@ class _StageClock:
         self._last = now
 
 
-def _drop_staged(prepared: PreparedFile) -> None:
+def drop_staged(prepared: PreparedFile) -> None:
+    """Delete a prepared file's staged and skipped-record files: a stale or failed staging
+    must not be loaded later."""
     Path(prepared.staged_path).unlink(missing_ok=True)
     if prepared.skipped_path:
         Path(prepared.skipped_path).unlink(missing_ok=True)
@@ -394,7 +396,7 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
             return load_prepared(prepared, engine, keyring, now=now, warnings=warnings,
                                  again=again)
         except StaleStagingError:
-            _drop_staged(prepared)
+            drop_staged(prepared)
             if attempt == 2:
                 raise
             log.info("%s: the warehouse changed under its skipped records since it was "
@@ -402,6 +404,6 @@ def ingest_file(path: Path, settings: Settings, engine: Engine, keyring: Keyring
             with engine.connect() as conn:
                 objections = store.objection_pseudonyms(conn)
         except BaseException:
-            _drop_staged(prepared)
+            drop_staged(prepared)
             raise
     raise InvariantViolation("unreachable")

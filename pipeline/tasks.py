@@ -211,7 +211,7 @@ def load_file(prepared: Mapping[str, Any], settings: Settings, *,
               now: datetime | None = None) -> dict[str, Any]:
     """Load the staged rows in one transaction (a retry of a loaded file is a no-op)."""
     from pipeline.connections import load_master_keyring
-    from pipeline.ingest import PreparedFile, load_prepared, prepare_file
+    from pipeline.ingest import PreparedFile, drop_staged, load_prepared, prepare_file
     from pipeline.unchanged import StaleStagingError
     from warehouse.db import ensure_schema, make_engine
 
@@ -235,9 +235,7 @@ def load_file(prepared: Mapping[str, Any], settings: Settings, *,
         # of the run was loaded first): stage the raw file again, against today's warehouse.
         log.info("%s: staged again, the warehouse changed under its skipped records",
                  info.file_name)
-        Path(info.staged_path).unlink(missing_ok=True)
-        if info.skipped_path:
-            Path(info.skipped_path).unlink(missing_ok=True)
+        drop_staged(info)
         with engine.connect() as conn:
             from warehouse import store
 

@@ -459,7 +459,6 @@ class _BallMeasurement:
     measurement: Any
     scale: float  # σ of the vector's Gaussian (of v / w when weighted)
     spent: float
-    cut_share: float  # internal: the rows the ball cut / all rows (never published)
     weights: tuple[float, ...] | None = None  # per-cell weights w (σ_i = w_i · scale)
     weights_rule: str = "uniform"
 
@@ -528,8 +527,8 @@ def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
     if weights is not None and len(weights) != n_cells:
         raise InvariantViolation(f"query {query.name}: {len(weights)} weights for "
                                  f"{n_cells} cells")
-    bounded, excess = bound_l2(rows, max_l2=ball.max_l2, n_cells=n_cells,
-                               weights=None if weights is None else np.asarray(weights))
+    bounded, _ = bound_l2(rows, max_l2=ball.max_l2, n_cells=n_cells,
+                          weights=None if weights is None else np.asarray(weights))
     frame = bounded.select(CELL, COUNT)
     counts = (pl.DataFrame({CELL: list(range(n_cells))}, schema={CELL: pl.Int64})
               .join(frame.group_by(CELL).agg(pl.col(COUNT).sum()), on=CELL, how="left")
@@ -548,12 +547,9 @@ def _ball_measurement(query: Query, rows: pl.DataFrame, n_cells: int,
         measurement = make(scale)
         spent = measurement.map(ball.max_l2)
         if spent <= target:
-            cut = int(excess[COUNT].sum())
-            total = cut + int(sum(counts))
             return _BallMeasurement(max_l2=ball.max_l2, counts=tuple(int(c) for c in counts),
                                     measurement=measurement, scale=scale, spent=float(spent),
-                                    cut_share=cut / total if total else 0.0, weights=weights,
-                                    weights_rule=ball.weights), frame
+                                    weights=weights, weights_rule=ball.weights), frame
         scale *= 1 + 1e-12 + (spent / target - 1)
     raise InvariantViolation(f"query {query.name}: could not calibrate the noise to ρ={rho}")
 
