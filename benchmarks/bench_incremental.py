@@ -9,7 +9,7 @@ the same key, on SQLite and PostgreSQL. Prints wall times, the day 2 / day 1 rat
 rows it wrote (target <= 1.5x; see bench_ingest.py).
 
 Usage: python benchmarks/bench_incremental.py [--people N] [--contacts-per-person X]
-       [--skip-postgres]
+       [--skip-postgres] [--data DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,8 +37,11 @@ FILES = ("nationbuilder_people.csv", "van_contact_history.txt")
 
 def child(export: str, url: str, floor: bool) -> None:
     """Runs in a child process: ingest one file into the shared warehouse, print figures."""
+    from core.memory import return_freed_memory
+
+    return_freed_memory()  # as the isoloir command does, before Polars loads
     from core.settings import load_settings
-    from pipeline.ingest import ingest_file
+    from pipeline.ingest import ingest_file, peak_rss_mb
     from privacy.keys import load_keyring
     from warehouse.db import ensure_schema, make_engine
 
@@ -49,12 +53,12 @@ def child(export: str, url: str, floor: bool) -> None:
     t = time.perf_counter()
     result = ingest_file(Path(export), settings, engine, keyring)
     seconds = time.perf_counter() - t
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()  # VmHWM: ru_maxrss would carry this benchmark's own peak
     workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     figures = {"rows": result.rows_read, "written": result.rows_loaded,
                "unchanged": result.rows_unchanged, "changed": result.rows_changed,
                "seconds": seconds, "rss_mb": rss_mb, "workers_mb": workers_mb,
-               "stages": result.seconds}
+               "stages": result.seconds, "peak_mb": result.peak_mb}
     if floor:
         from bench_ingest import storage_floor
 
@@ -108,12 +112,21 @@ def day_two(day1: Path, day2: Path, seed: int) -> dict[str, int]:
     return {"people_changed": changed, "history_added": added}
 
 
+def _lines(path: Path) -> int:
+    """Data rows of an export (its lines less the header)."""
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b"")) - 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=1_000_000)
     parser.add_argument("--contacts-per-person", type=float, default=9.0,
                         help="mean attempts per canvassed person (9 gives ~5 VAN rows/person)")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--data", help="keep the generated exports in this folder and reuse "
+                        "them on the next run with the same folder (generation takes minutes "
+                        "at 1 M people)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,17 +138,22 @@ def main() -> None:
     from transforms.synth import SynthConfig, generate_campaign
 
     with tempfile.TemporaryDirectory() as tmp:
-        day1 = Path(tmp) / "day1"
-        t = time.perf_counter()
-        manifest = generate_campaign(SynthConfig(people=args.people, seed=11,
-                                                 contacts_per_person=args.contacts_per_person,
-                                                 canvassed_share=1.0), day1)
-        rows = {f.name: f.rows for f in manifest.files}
-        print(f"synthetic campaign: {rows[FILES[0]]:,} people rows, {rows[FILES[1]]:,} VAN "
-              f"history rows ({time.perf_counter() - t:.0f} s)")
-        edits = day_two(day1, Path(tmp) / "day2", seed=3)
-        print(f"day 2: the same exports again, {edits['people_changed']:,} people changed, "
-              f"{edits['history_added']:,} history rows added")
+        data = Path(args.data) if args.data else Path(tmp)
+        day1, day2 = data / "day1", data / "day2"
+        if not (day2 / FILES[-1]).is_file():
+            t = time.perf_counter()
+            shutil.rmtree(day1, ignore_errors=True)
+            shutil.rmtree(day2, ignore_errors=True)
+            generate_campaign(SynthConfig(people=args.people, seed=11,
+                                          contacts_per_person=args.contacts_per_person,
+                                          canvassed_share=1.0), day1)
+            edits = day_two(day1, day2, seed=3)
+            print(f"synthetic campaign generated in {time.perf_counter() - t:.0f} s; day 2: "
+                  f"the same exports again, {edits['people_changed']:,} people changed, "
+                  f"{edits['history_added']:,} history rows added")
+        rows = {f: _lines(day1 / f) for f in FILES}
+        print(f"day 1: {rows[FILES[0]]:,} people rows, {rows[FILES[1]]:,} VAN history rows"
+              + (f" (kept in {data})" if args.data else ""))
         targets = [("SQLite", f"sqlite:///{Path(tmp) / 'warehouse.db'}")]
         schema = None
         if not args.skip_postgres:
@@ -147,7 +165,7 @@ def main() -> None:
                 home = Path(tmp) / f"home-{name}"
                 first = [run_child(day1 / f, url, home, key, floor=(f == FILES[-1]))
                          for f in FILES]
-                second = [run_child(Path(tmp) / "day2" / f, url, home, key) for f in FILES]
+                second = [run_child(day2 / f, url, home, key) for f in FILES]
                 d1 = sum(r["seconds"] for r in first)
                 d2 = sum(r["seconds"] for r in second)
                 rss = max(r["rss_mb"] for r in first + second)
@@ -159,6 +177,9 @@ def main() -> None:
                               f"unchanged | peak RSS {r['rss_mb']:,.0f} MB")
                         print(f"  {'':32s} load stages: " + ", ".join(
                             f"{k} {v:.1f}" for k, v in r["stages"].items()) + " s")
+                        print(f"  {'':32s} peak RSS after: " + ", ".join(
+                            f"{k} {v:,.0f}" for k, v in r["peak_mb"].items()) + " MB; "
+                            f"staging processes at most {r['workers_mb']:,.0f} MB")
                 ratio = d2 / d1
                 print(f"  day 2 / day 1: {d2:.1f} s / {d1:.1f} s = {ratio:.0%} "
                       f"(target <= 25 %: {'met' if ratio <= 0.25 else 'NOT met'}); peak RSS "

@@ -5,7 +5,11 @@ Exit codes: 0 ok, 1 failure, 2 bad input, 3 budget exhausted, 4 audit failure.
 
 from __future__ import annotations
 
-from cli.app import app
+from core.memory import return_freed_memory
+
+return_freed_memory()  # before anything imports Polars (see core/memory.py)
+
+from cli.app import app  # noqa: E402
 
 __all__ = ["app"]
 

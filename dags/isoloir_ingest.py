@@ -14,6 +14,10 @@ import pendulum
 from airflow.sdk import Asset, dag, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
+from core.memory import return_freed_memory
+
+return_freed_memory()  # before a task imports Polars (see core/memory.py)
+
 WAREHOUSE = Asset("isoloir://warehouse")
 
 DOC = """

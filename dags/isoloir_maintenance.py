@@ -13,6 +13,10 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, task
 
+from core.memory import return_freed_memory
+
+return_freed_memory()  # before a task imports Polars (see core/memory.py)
+
 DOC = """
 ### Isoloir maintenance (GDPR)
 

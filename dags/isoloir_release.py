@@ -12,6 +12,10 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
+from core.memory import return_freed_memory
+
+return_freed_memory()  # before a task imports Polars (see core/memory.py)
+
 WAREHOUSE = Asset("isoloir://warehouse")
 PUBLISHED = Asset("isoloir://published")
 

@@ -26,9 +26,13 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 from sqlalchemy import Connection, Table
 
+from core.frames import compact
+from pipeline import unchanged
+from pipeline.staged import StagedFile
 from privacy.pseudonymize import (
     EVENT_KEY,
     FINGERPRINT,
@@ -92,22 +96,23 @@ def rekey_stored(conn: Connection, staged: pl.LazyFrame, kind: str, columns: lis
     return moved
 
 
-def objected_rows(conn: Connection, staged: pl.LazyFrame, columns: list[str]) -> pl.Series:
+def objected_rows(conn: Connection, staged: StagedFile) -> pl.Series:
     """Rows naming someone put on the objection list after the file was staged.
 
     Staging excluded the identifiers listed when it read the list; an erasure or objection
     committed since then (``isoloir forget`` runs beside the DAG) must win over this load,
     so the list is read again inside the load's transaction.
     """
-    ids = [c for c in columns if c.split("__k")[0] in ID_COLUMNS]
+    ids = [c for c in staged.columns if c.split("__k")[0] in ID_COLUMNS]
     # The list is small next to a file (the identifiers of people who left): read it whole
     # rather than sending every pseudonym of the file to the database.
     listed = pl.Series("pseudonym", sorted(store.objection_pseudonyms(conn)), dtype=pl.String)
     if listed.is_empty():
         return pl.Series("row", [], dtype=pl.UInt32)
-    frame = staged.with_row_index("row").filter(~pl.col(WITHDRAWN)).select("row", *ids).collect()
     hit = pl.any_horizontal([pl.col(c).is_in(listed.implode()).fill_null(False) for c in ids])
-    return frame.filter(hit).get_column("row")
+    found = [frame.filter(~pl.col(WITHDRAWN) & hit).get_column("row")
+             for frame in staged.slices([WITHDRAWN, *ids])]
+    return pl.concat(found) if found else pl.Series("row", [], dtype=pl.UInt32)
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,9 @@ class Withdrawal:
     objections: int
 
 
-def withdraw(conn: Connection, staged: pl.LazyFrame, columns: list[str], at: str) -> Withdrawal:
-    """Take out the persons that ``do_not_contact`` rows name; relist already-listed people.
+def withdraw(conn: Connection, staged: StagedFile, late: pl.Series, at: str) -> Withdrawal:
+    """Take out the persons that ``do_not_contact`` rows (and the ``late`` rows, naming
+    someone listed since staging) name; relist already-listed people.
 
     A withdrawn row whose identifiers are not listed yet is a new withdrawal: its person
     leaves everywhere and every identifier linked to them joins the list. A row naming
@@ -128,8 +134,11 @@ def withdraw(conn: Connection, staged: pl.LazyFrame, columns: list[str], at: str
     list: each listed identifier is added under the current key version, so an older key
     can be retired without letting them back in. Nobody else is touched.
     """
-    ids = [c for c in columns if c.split("__k")[0] in ID_COLUMNS]
-    rows = staged.filter(pl.col(WITHDRAWN)).select(ids).collect()
+    ids = [c for c in staged.columns if c.split("__k")[0] in ID_COLUMNS]
+    late_rows = late.implode()
+    parts = [compact(frame.filter(pl.col(WITHDRAWN) | pl.col("row").is_in(late_rows))
+                     .select(ids)) for frame in staged.slices([WITHDRAWN, *ids])]
+    rows = pl.concat(parts) if parts else pl.DataFrame()
     if rows.is_empty():
         return Withdrawal(0, 0, 0)
     values = pl.concat([rows.get_column(c) for c in ids]).drop_nulls().unique()
@@ -169,26 +178,128 @@ class Diff:
     rekeyed: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(
         schema={"row": pl.UInt32, "id": pl.String}))
 
+    @classmethod
+    def combine(cls, parts: list[Diff]) -> Diff:
+        """The diff of a file from its slices' (rekeyed rows are applied per slice)."""
+        keep = pl.concat([d.keep.cast(pl.UInt32) for d in parts]) if parts else \
+            pl.Series("row", [], dtype=pl.UInt32)
+        return cls(keep, sum(d.unchanged for d in parts), sum(d.changed for d in parts),
+                   sum(d.stale for d in parts))
+
 
 RAW_KEY = "raw_key"
 
 
-def raw_key(kind: str, columns: list[str]) -> pl.Expr:
-    """The staged rows' raw key (see :mod:`pipeline.unchanged`); null when not hashed.
+@dataclass(frozen=True)
+class Numbering:
+    """Where a file's rows stand among the rows sharing their key, over the whole file.
 
-    An event's occurrence among identical records was decided over the whole file when
-    records were skipped (``raw_occurrence``); otherwise every record of the file was
-    staged, and it is counted here, in file order.
+    Most rows of an export are the only one of their natural key and of their raw record,
+    and their occurrence is 1. Finding the others needs the whole file but not its text:
+    a 64-bit hash of each key finds the rows whose key may be shared (a collision only
+    adds a candidate), and only those candidates are numbered, exactly, from their keys.
+    So a file of millions of rows is numbered holding a few integers per row.
     """
+
+    active: np.ndarray  # sorted u32 numbers of the rows to load (not withdrawn, not objected)
+    raw: pl.DataFrame  # row, raw_occurrence: records repeated in the file (all rows)
+    ids: pl.DataFrame  # row, id: events whose natural key repeats in the file or is claimed
+
+
+def number_rows(conn: Connection, staged: StagedFile, kind: str, late: pl.Series,
+                skipped_path: str | None) -> Numbering:
+    """Number the staged rows: which are loaded, and the occurrences that are not 1.
+
+    An event's id is ``<event key>.<k>`` over the loaded rows of its natural key, in
+    fingerprint order, around the numbers its skipped twins keep (:func:`event_ids_around`);
+    a record's raw occurrence is its rank among identical raw records of the file, in file
+    order (every row counts, withdrawn ones too: ``pipeline.unchanged`` hashed them all).
+    """
+    events = kind in EVENT_TABLES
+    hashed = events and RAW_HASH in staged.columns
+    late_rows = late.implode()
+    claims = pl.DataFrame(schema={"event_key": pl.String, "occurrence": pl.Int64})
+    if events and skipped_path:
+        keys = [compact(f.filter(~pl.col(WITHDRAWN) & ~pl.col("row").is_in(late_rows))
+                        .select(pl.col(EVENT_KEY).unique()))
+                for f in staged.slices([WITHDRAWN, EVENT_KEY])]
+        if keys:
+            claims = unchanged.claimed(conn, kind, pl.concat(keys).get_column(EVENT_KEY)
+                                       .unique(), skipped_path)
+    claimed_keys = claims.get_column("event_key").unique().implode()
+    active, event_hash, event_rows, claimed_rows, raw_hash = [], [], [], [], []
+    for frame in staged.slices([WITHDRAWN, EVENT_KEY, RAW_HASH] if events else [WITHDRAWN]):
+        loaded = frame.filter(~pl.col(WITHDRAWN) & ~pl.col("row").is_in(late_rows))
+        active.append(loaded.get_column("row").to_numpy())
+        if events:
+            event_rows.append(loaded.get_column("row").to_numpy())
+            event_hash.append(loaded.get_column(EVENT_KEY).hash().to_numpy())
+            claimed_rows.append(loaded.filter(pl.col(EVENT_KEY).is_in(claimed_keys))
+                                .get_column("row").to_numpy())
+        if hashed:
+            raw_hash.append(frame.get_column(RAW_HASH).hash().to_numpy())
+    rows = np.concatenate(active).astype(np.uint32) if active else np.zeros(0, np.uint32)
+    raw_candidates = _repeated(raw_hash, None)
+    event_candidates = np.union1d(_repeated(event_hash, event_rows),
+                                  np.concatenate(claimed_rows) if claimed_rows else [])
+    raw = pl.DataFrame(schema={"row": pl.UInt32, "raw_occurrence": pl.Int64})
+    ids = pl.DataFrame(schema={"row": pl.UInt32, "id": pl.String})
+    candidates = np.union1d(raw_candidates, event_candidates).astype(np.uint32)
+    if len(candidates):
+        held = pl.concat([compact(f) for f in staged.slices([RAW_HASH, EVENT_KEY, FINGERPRINT],
+                                                            rows=candidates)])
+        if len(raw_candidates):
+            raw = held.filter(pl.col("row").is_in(pl.Series(raw_candidates.astype(np.uint32))
+                                                  .implode())).select(
+                "row", pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(RAW_HASH)
+                .alias("raw_occurrence"))
+        if len(event_candidates):
+            picked = held.filter(pl.col("row").is_in(
+                pl.Series(event_candidates.astype(np.uint32)).implode()))
+            ids = picked.select("row", event_ids_around(picked, claims).alias("id"))
+    return Numbering(rows, raw, ids)
+
+
+def _repeated(hashes: list[np.ndarray], rows: list[np.ndarray] | None) -> np.ndarray:
+    """Rows (numbers from ``rows``, else positions) whose hash occurs more than once.
+
+    By sorting, not a hash table: millions of 64-bit values cost a few arrays of that size.
+    """
+    if not hashes:
+        return np.zeros(0, dtype=np.int64)
+    values = np.concatenate(hashes)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    del values
+    same = ordered[1:] == ordered[:-1]
+    del ordered
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    where = np.sort(order[repeated])
+    return np.concatenate(rows)[where].astype(np.int64) if rows is not None else where
+
+
+def with_keys(frame: pl.DataFrame, kind: str, numbering: Numbering) -> pl.DataFrame:
+    """A slice with its raw key (``RAW_KEY``) and, for events, its id (``id``)."""
+    columns = frame.columns
     if RAW_HASH not in columns:
-        return pl.lit(None, pl.String).alias(RAW_KEY)
-    if kind == "people":
-        return pl.col(RAW_HASH).alias(RAW_KEY)
-    counted = pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(RAW_HASH)
-    occurrence = pl.col(RAW_OCCURRENCE).cast(pl.Int64).fill_null(counted) \
-        if RAW_OCCURRENCE in columns else counted
-    return pl.concat_str([pl.col(RAW_HASH), pl.lit("."), occurrence.cast(pl.String)]) \
-        .alias(RAW_KEY)
+        raw = pl.lit(None, pl.String)
+    elif kind == "people":
+        raw = pl.col(RAW_HASH)
+    else:
+        frame = frame.join(numbering.raw, on="row", how="left", maintain_order="left")
+        given = pl.col(RAW_OCCURRENCE).cast(pl.Int64) if RAW_OCCURRENCE in columns else \
+            pl.lit(None, pl.Int64)
+        occurrence = pl.coalesce(given, pl.col("raw_occurrence"), pl.lit(1, pl.Int64))
+        raw = pl.concat_str([pl.col(RAW_HASH), pl.lit("."), occurrence.cast(pl.String)])
+    frame = frame.with_columns(raw.alias(RAW_KEY))
+    if kind in EVENT_TABLES:
+        frame = frame.join(numbering.ids.rename({"id": "numbered"}), on="row", how="left",
+                           maintain_order="left").with_columns(
+            pl.coalesce(pl.col("numbered"), pl.concat_str([pl.col(EVENT_KEY), pl.lit(".1")]))
+            .alias("id"))
+    return frame.drop([c for c in ("raw_occurrence", "numbered") if c in frame.columns])
 
 
 def event_ids_around(rows: pl.DataFrame, claims: pl.DataFrame) -> pl.Series:
@@ -235,14 +346,13 @@ def diff_events(conn: Connection, rows: pl.DataFrame, kind: str) -> Diff:
                 rekeyed=unchanged.select("row", "id"))
 
 
-def diff_people(conn: Connection, staged: pl.LazyFrame) -> Diff:
-    """People rows whose state differs from the last applied one and is not older than it.
+def diff_people(conn: Connection, rows: pl.DataFrame) -> Diff:
+    """People rows (``row, id_source, fingerprint, updated_at``, withdrawn rows left out)
+    whose state differs from the last applied one and is not older than it.
 
     Within one file, the last row of a source id wins (as it always did).
     """
-    rows = (staged.with_row_index("row").filter(~pl.col(WITHDRAWN))
-            .select("row", "id_source", FINGERPRINT, UPDATED_AT).collect()
-            .with_columns(pl.col(UPDATED_AT).cast(pl.String)))
+    rows = rows.select("row", "id_source", FINGERPRINT, pl.col(UPDATED_AT).cast(pl.String))
     stored = store.lookup(conn, people_rows, "row_key", ["fingerprint", "updated_at"],
                           rows.get_column("id_source"))
     judged = rows.join(stored.rename({"row_key": "id_source", "fingerprint": "stored",

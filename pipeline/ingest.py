@@ -13,13 +13,15 @@ in between) and only small metadata may travel between tasks:
 from __future__ import annotations
 
 import logging
+import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from sqlalchemy import Connection, Engine
@@ -27,8 +29,14 @@ from sqlalchemy import Connection, Engine
 from core.errors import InvariantViolation
 from core.settings import Settings
 from pipeline import changes, unchanged
+from pipeline.staged import StagedFile
 from pipeline.unchanged import StaleStagingError
-from privacy.identity import existing_links, index_identifiers, resolve_index
+from privacy.identity import (
+    Resolution,
+    existing_links,
+    index_identifier_slices,
+    resolve_index,
+)
 from privacy.keys import Keyring
 from privacy.pseudonymize import (
     EVENT_KEY,
@@ -37,7 +45,7 @@ from privacy.pseudonymize import (
     PURPOSE_PERSON,
     RAW_HASH,
     RAW_OCCURRENCE,
-    WITHDRAWN,
+    UPDATED_AT,
 )
 from warehouse import store
 from warehouse.schema import ingested_files, people_rows
@@ -106,6 +114,8 @@ class LoadResult:
     #: Of ``rows_unchanged``, the records recognised from their raw bytes before any
     #: processing (byte-identical to what is stored; ``pipeline.unchanged``).
     rows_skipped: int = 0
+    #: The loading process's peak memory (MB) at the end of each load stage.
+    peak_mb: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,37 +228,20 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                               int(done["rows_excluded"]), int(done["rows_unplaced"]), 0, 0)
         if prepared.rows_skipped:
             unchanged.recheck(conn, prepared.kind, prepared.skipped_path, prepared.skip_marker)
+        staged = StagedFile.open(prepared.staged_path)
         scan = pl.scan_parquet(prepared.staged_path)
-        columns = scan.collect_schema().names()
+        columns = list(staged.columns)
         changes.rekey_stored(conn, scan, prepared.kind, columns)
-        late = changes.objected_rows(conn, scan, columns)
-        if not late.is_empty():  # listed since staging: excluded like a withdrawn row
-            scan = scan.with_columns((pl.col(WITHDRAWN) | pl.int_range(pl.len(), dtype=pl.UInt32)
-                                      .is_in(late.implode())).alias(WITHDRAWN))
-        withdrawal = changes.withdraw(conn, scan, columns, at)
-        wanted = [c for c in columns if "__k" not in c and c not in (RAW_HASH, RAW_OCCURRENCE)]
-        base = scan.with_row_index("row").with_columns(changes.raw_key(prepared.kind, columns)) \
-            .filter(~pl.col(WITHDRAWN))
-        wanted.append(changes.RAW_KEY)
-        if prepared.kind == "people":
-            diff = changes.diff_people(conn, scan)
-            raw_table, raw_id = people_rows, "row_key"
-        else:  # ids over the whole file (skipped records included), then the subset
-            raw_table, raw_id = changes.EVENT_TABLES[prepared.kind]
-            diff, kept_ids = _diff_events(conn, prepared, base)
-            if kept_ids is None:  # nothing claimed: the ids are computed again, lazily
-                base = base.with_columns(changes.event_ids(pl.col(EVENT_KEY)).alias(raw_id))
-            else:
-                base = base.join(kept_ids.lazy().rename({"id": raw_id}), on="row", how="left",
-                                 maintain_order="left")
-            wanted = [c for c in wanted if c != EVENT_KEY] + [raw_id]  # the id holds the key
-        if not diff.rekeyed.is_empty():
-            raw = base.select("row", changes.RAW_KEY).join(diff.rekeyed.lazy(), on="row")
-            store.set_raw_keys(conn, raw_table, raw_id, raw.select("id", changes.RAW_KEY)
-                               .collect())
-        rows = base.filter(pl.col("row").is_in(diff.keep.implode())).select(wanted)
+        del scan
+        late = changes.objected_rows(conn, staged)  # listed since staging: as if withdrawn
+        withdrawal = changes.withdraw(conn, staged, late, at)
+        numbering = changes.number_rows(conn, staged, prepared.kind, late,
+                                        prepared.skipped_path or None)
+        diff = _diff_slices(conn, staged, prepared.kind, numbering)
+        keep = diff.keep.to_numpy()
         clock.lap("diff")
-        index = index_identifiers(rows)
+        index = index_identifier_slices(lambda: _positions(staged, keep, ID_COLUMNS),
+                                        len(keep))
         known = existing_links(conn, index.nodes.get_column("pseudonym"))
         clock.lap("lookup")
         resolution = resolve_index(index, known,
@@ -256,34 +249,12 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
         del index, known
         clock.lap("resolve")
         store.apply_merges(conn, resolution.merges)
-        store.upsert_links(conn, resolution.new_links, resolution.repointed, prepared.sha256)
+        store.upsert_links(conn, resolution.new_link_batches(), resolution.repointed,
+                           prepared.sha256, incoming=resolution.new_link_count)
         clock.lap("links")
-        keep_ids = ["id_source"] if prepared.kind == "people" else []
-        staged = rows.drop([c for c in ID_COLUMNS if c not in keep_ids]).collect() \
-            .with_columns(resolution.row_person)
-        new_persons = resolution.new_persons
         counts_new, counts_merged = len(resolution.new_persons), len(resolution.merges)
-        del resolution
-        written = staged.height
-        # The people frame is narrowed before it is written and the wider one let go: at
-        # millions of rows, two copies of the written rows push the load's memory up.
-        if prepared.kind == "people":
-            states = changes.people_states(staged)
-            staged = staged.select("person_id", *(c for c in store.PERSON_ATTRIBUTES
-                                                  if c in staged.columns))
-            store.upsert_persons(conn, staged, new_persons, prepared.sha256,
-                                 update_existing=True)
-            del staged
-            store.replace_people_rows(conn, states, prepared.sha256)
-            del states
-        else:
-            store.upsert_persons(conn, staged.select("person_id", "commune", "departement",
-                                                     "region"),
-                                 new_persons, prepared.sha256, update_existing=False)
-            store.bulk_insert(conn, changes.EVENT_TABLES[prepared.kind][0], staged,
-                              constants={"source": prepared.source,
-                                         "file_sha256": prepared.sha256})
-            del staged
+        written = _write_slices(conn, staged, prepared, keep, resolution, numbering)
+        del resolution, numbering
         excluded = prepared.rows_excluded_no_basis + prepared.rows_excluded_objection
         if prepared.rows_staged + excluded + prepared.rows_skipped != prepared.rows_read:
             raise InvariantViolation(f"{prepared.file_name}: staged + excluded + skipped "
@@ -322,44 +293,128 @@ def load_prepared(prepared: PreparedFile, engine: Engine, keyring: Keyring, *,
                       counts["persons_new"], counts["persons_merged"], dict(clock.seconds),
                       rows_unchanged=diff.unchanged + prepared.rows_skipped,
                       rows_changed=diff.changed, rows_stale=diff.stale,
-                      persons_withdrawn=withdrawal.persons, rows_skipped=prepared.rows_skipped)
+                      persons_withdrawn=withdrawal.persons, rows_skipped=prepared.rows_skipped,
+                      peak_mb=dict(clock.peak_mb))
 
 
-def _diff_events(conn: Connection, prepared: PreparedFile, base: pl.LazyFrame
-                 ) -> tuple[changes.Diff, pl.DataFrame | None]:
-    """The diff of a staged events file, and the ids of the rows to write when skipped
-    records claimed some occurrences (``None``: :func:`changes.event_ids` gives them).
+def _diff_slices(conn: Connection, staged: StagedFile, kind: str,
+                 numbering: changes.Numbering) -> changes.Diff:
+    """The diff of a staged file, slice by slice: which loaded rows to write.
 
-    A first load of the table has nothing to compare with: every row is written, and the
-    file's ids are never held in memory at once.
+    Changed stored rows are deleted as they are found (to be written again), and unchanged
+    rows found under another raw record get that record's key. A first load of an event
+    table has nothing to compare with: every loaded row is written.
     """
-    table, _ = changes.EVENT_TABLES[prepared.kind]
-    if not store.holds_rows(conn, table):
-        keep = base.select("row").collect().get_column("row")
-        return changes.Diff(keep, 0, 0), None
-    events = base.select("row", EVENT_KEY, FINGERPRINT).collect()
-    claims = unchanged.claimed(conn, prepared.kind, events.get_column(EVENT_KEY),
-                               prepared.skipped_path or None)
-    ids = events.select("row", FINGERPRINT,
-                        changes.event_ids_around(events, claims).alias("id"))
-    del events
-    diff = changes.diff_events(conn, ids, prepared.kind)
-    if claims.is_empty():
-        return diff, None
-    return diff, ids.filter(pl.col("row").is_in(diff.keep.implode())).select("row", "id")
+    if kind == "people":
+        wanted = ["id_source", FINGERPRINT, UPDATED_AT, RAW_HASH]
+        table, id_column = people_rows, "row_key"
+        compare = True
+    else:
+        wanted = [EVENT_KEY, FINGERPRINT, RAW_HASH, RAW_OCCURRENCE]
+        table, id_column = changes.EVENT_TABLES[kind]
+        compare = store.holds_rows(conn, table)
+    parts: list[changes.Diff] = []
+    for frame in staged.slices(wanted, rows=numbering.active):
+        keyed = changes.with_keys(frame, kind, numbering)
+        if kind == "people":
+            diff = changes.diff_people(conn, keyed)
+        elif compare:
+            diff = changes.diff_events(conn, keyed.select("row", "id", FINGERPRINT), kind)
+        else:
+            diff = changes.Diff(keyed.get_column("row"), 0, 0)
+        if not diff.rekeyed.is_empty():
+            raw = keyed.select("row", changes.RAW_KEY).join(diff.rekeyed, on="row")
+            store.set_raw_keys(conn, table, id_column, raw.select("id", changes.RAW_KEY))
+        parts.append(changes.Diff(diff.keep, diff.unchanged, diff.changed, diff.stale))
+    return changes.Diff.combine(parts)
+
+
+def _positions(staged: StagedFile, keep: np.ndarray, columns: Sequence[str]
+               ) -> Iterator[pl.DataFrame]:
+    """Slices of the rows to write, their ``row`` replaced by their position in ``keep``."""
+    for frame in staged.slices(columns, rows=keep):
+        yield frame.with_columns(pl.Series("row", np.searchsorted(
+            keep, frame.get_column("row").to_numpy()).astype(np.uint32)))
+
+
+def _write_slices(conn: Connection, staged: StagedFile, prepared: PreparedFile,
+                  keep: np.ndarray, resolution: Resolution,
+                  numbering: changes.Numbering) -> int:
+    """Write the kept rows slice by slice, with their person; returns how many.
+
+    A person is inserted the first time a slice names them and refreshed afterwards; a
+    people row's state replaces the one stored for its source id (the file's last wins).
+    Secondary indexes of a large load are built once, at the end.
+    """
+    kind = prepared.kind
+    people = kind == "people"
+    table = people_rows if people else changes.EVENT_TABLES[kind][0]
+    fresh = resolution.new_persons
+    new_component = resolution.component_person.is_in(fresh.implode()).to_numpy()
+    inserted = np.zeros(len(new_component), dtype=bool)
+    written = 0
+    wanted = [c for c in staged.columns if "__k" not in c and
+              (c not in ID_COLUMNS or (people and c == "id_source"))]
+    with store.indexes_deferred(conn, [table], len(keep)):
+        for frame in _positions(staged, keep, wanted):
+            positions = frame.get_column("row").to_numpy()
+            components = resolution.row_component[positions]
+            is_new = new_component[components] & ~inserted[components]
+            first = resolution.component_person.gather(np.unique(components[is_new]))
+            inserted[components] = True
+            rows = frame.with_columns(resolution.persons_at(positions))
+            written += rows.height
+            if people:
+                rows = changes.with_keys(rows.with_columns(
+                    pl.Series("row", keep[positions])), kind, numbering)
+                states = changes.people_states(rows)
+                store.upsert_persons(conn, rows.select(
+                    "person_id", *(c for c in store.PERSON_ATTRIBUTES if c in rows.columns)),
+                    first, prepared.sha256, update_existing=True)
+                store.replace_people_rows(conn, states, prepared.sha256)
+            else:
+                rows = changes.with_keys(rows.with_columns(
+                    pl.Series("row", keep[positions])), kind, numbering)
+                store.upsert_persons(conn, rows.select("person_id", "commune", "departement",
+                                                       "region"),
+                                     first, prepared.sha256, update_existing=False)
+                store.bulk_insert(conn, table, rows.rename({"id": changes.EVENT_TABLES[kind][1]}),
+                                  constants={"source": prepared.source,
+                                             "file_sha256": prepared.sha256})
+    return written
 
 
 class _StageClock:
-    """Wall time of consecutive stages, for the load's log line and benchmarks."""
+    """Wall time of consecutive stages, and the process's peak memory at the end of each,
+    for the load's log line and benchmarks (memory is bounded per stage, so a regression
+    shows where it happened)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {"before": round(peak_rss_mb(), 1)}
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self.seconds[stage] = round(now - self._last, 3)
+        self.peak_mb[stage] = round(peak_rss_mb(), 1)
         self._last = now
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB.
+
+    Linux's ``VmHWM`` where there is one: ``ru_maxrss`` survives ``exec``, so a process
+    started by a large parent would report the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def drop_staged(prepared: PreparedFile) -> None:

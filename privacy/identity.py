@@ -16,7 +16,7 @@ strings on all cores); Python objects are made only for the few merges.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection
 
+from core.frames import compact
 from privacy.keys import Pseudonymizer
 from privacy.pseudonymize import ID_COLUMNS
 from warehouse import store
@@ -38,13 +39,50 @@ LINKS_SCHEMA = {"pseudonym": pl.String, "person_id": pl.String}
 
 @dataclass(frozen=True)
 class Resolution:
-    """Outcome of resolving one file: a person per row, links to write, merges to apply."""
+    """Outcome of resolving one file: a person per row, links to write, merges to apply.
 
-    row_person: pl.Series  # person_id per row, in row order
-    new_links: pl.DataFrame  # pseudonym, kind, person_id (sorted by pseudonym): not yet stored
+    Persons are held per connected component, not per row: a file of millions of rows
+    keeps one integer per row and one id per component, and the loader takes the person
+    ids of one slice of rows at a time (:meth:`persons_at`).
+    """
+
+    row_component: np.ndarray  # component index per row, in row order
+    component_person: pl.Series  # person_id per component
+    #: Distinct pseudonyms of the file, sorted: pseudonym, column, component, known (a
+    #: stored link exists; it is repointed when its person changed).
+    nodes: pl.DataFrame
     repointed: pl.DataFrame  # pseudonym, person_id: stored links whose person changed
     merges: dict[str, str]  # existing person_id -> the person_id it merges into
     new_persons: pl.Series  # person_ids created by this file (sorted)
+
+    def persons_at(self, positions: np.ndarray) -> pl.Series:
+        """``person_id`` of the rows at ``positions`` (row order of the resolved rows)."""
+        return self.component_person.gather(self.row_component[positions]).alias("person_id")
+
+    @property
+    def row_person(self) -> pl.Series:
+        """``person_id`` of every row, in row order."""
+        return self.persons_at(np.arange(len(self.row_component)))
+
+    @property
+    def new_link_count(self) -> int:
+        """How many links :meth:`new_link_batches` yields."""
+        return int((~self.nodes.get_column("known")).sum())
+
+    def new_link_batches(self, size: int = 500_000) -> Iterator[pl.DataFrame]:
+        """``pseudonym, kind, person_id`` of the links to store, sorted by pseudonym, in
+        batches (a people file's links are several per person: never all built at once)."""
+        fresh = self.nodes.filter(~pl.col("known"))
+        for batch in fresh.iter_slices(size):
+            yield batch.select("pseudonym", _kind(), self.component_person.gather(
+                batch.get_column("component")).alias("person_id"))
+
+    @property
+    def new_links(self) -> pl.DataFrame:
+        """Every link to store, at once (small files and tests)."""
+        batches = list(self.new_link_batches())
+        return pl.concat(batches) if batches else pl.DataFrame(
+            schema={"pseudonym": pl.String, "kind": pl.String, "person_id": pl.String})
 
 
 def existing_links(conn: Connection, pseudonyms: pl.Series) -> pl.DataFrame:
@@ -54,36 +92,161 @@ def existing_links(conn: Connection, pseudonyms: pl.Series) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class IdentifierIndex:
-    """A file's identifiers as integer codes: the input of :func:`resolve_index`."""
+    """A file's identifiers as integer codes: the input of :func:`resolve_index`.
+
+    Rows are not nodes of the graph: a row belongs to the component of its smallest
+    identifier (``row_node``), and a row carrying several identifiers joins them (``pairs``,
+    each other identifier to that smallest one, without repeats). A history of millions of
+    rows naming one identifier each adds no edge at all.
+    """
 
     n_rows: int
-    edges: pl.DataFrame  # row (u32), node (i64): row ``row`` carries identifier ``node``
+    row_node: np.ndarray  # per row, the code of its smallest identifier
+    pairs: pl.DataFrame  # node, first (i64): identifiers that share a row
     nodes: pl.DataFrame  # node, pseudonym, column: distinct pseudonyms in sorted order
 
 
-def index_identifiers(ids: pl.DataFrame | pl.LazyFrame | pd.DataFrame) -> IdentifierIndex:
-    """Number the distinct pseudonyms of ``ids`` (columns ``ID_COLUMNS``) in sorted order.
-
-    Sorted, so the smallest code of a component is its smallest pseudonym. A lazy frame (a
-    parquet scan) is never held whole: only the long form is built.
-    """
-    frame = pl.from_pandas(ids[list(ID_COLUMNS)]) if isinstance(ids, pd.DataFrame) else ids
-    lazy = frame.lazy().select([pl.col(c).cast(pl.String) for c in ID_COLUMNS])
-    long = (lazy.with_row_index("row")
+def _long(ids: pl.DataFrame) -> pl.DataFrame:
+    """``row, column, pseudonym``: one line per identifier a row carries."""
+    return (ids.select("row", *[pl.col(c).cast(pl.String) for c in ID_COLUMNS])
             .unpivot(index="row", on=list(ID_COLUMNS), variable_name="column",
                      value_name="pseudonym")
             .drop_nulls("pseudonym")
-            .with_columns(pl.col("column").cast(pl.Enum(list(ID_COLUMNS))))
-            .sort("pseudonym")
-            .with_columns((pl.col("pseudonym") != pl.col("pseudonym").shift(1))
-                          .fill_null(True).alias("first"))
-            .with_columns((pl.col("first").cum_sum() - 1).cast(pl.Int64).alias("node"))
-            .collect())
-    n_rows = lazy.select(pl.len()).collect().item()
-    if n_rows and long.get_column("row").n_unique() != n_rows:
+            .with_columns(pl.col("column").cast(pl.Enum(list(ID_COLUMNS)))))
+
+
+_NONE = np.iinfo(np.int64).max
+
+
+class _HashCollision(Exception):
+    """Two distinct pseudonyms of one file share a 64-bit hash (odds ~1e-7 per file)."""
+
+
+def _hash(values: pl.Series) -> np.ndarray:
+    """A 64-bit hash of each pseudonym, within this process (codes are never stored)."""
+    return values.hash().to_numpy()
+
+
+def _present(ids: pl.DataFrame) -> Iterator[tuple[int, np.ndarray, pl.Series]]:
+    """Per identifier column: its number, the slice positions of its non-null values, and
+    those values."""
+    for number, column in enumerate(ID_COLUMNS):
+        values = ids.get_column(column).cast(pl.String)
+        held = values.is_not_null()
+        yield number, np.flatnonzero(held.to_numpy()), values.filter(held)
+
+
+def index_identifier_slices(slices: Callable[[], Iterable[pl.DataFrame]],
+                            n_rows: int) -> IdentifierIndex:
+    """Number the distinct pseudonyms of a file read slice by slice.
+
+    ``slices()`` yields frames of ``row`` (the row's position, ``0 .. n_rows - 1``) and
+    ``ID_COLUMNS``, the same each time it is called (three times). Distinct pseudonyms are
+    found from 64-bit hashes, and only the first occurrence of each is kept as text; they
+    are numbered in sorted order (so the smallest code of a component is its smallest
+    pseudonym). Every mapping back is checked against the text, and should two pseudonyms
+    share a hash the file is indexed again by joins on the text (exact, slower, larger).
+    """
+    try:
+        return _index_by_hash(slices, n_rows)
+    except _HashCollision:
+        return _index_by_text(slices, n_rows)
+
+
+def _index_by_hash(slices: Callable[[], Iterable[pl.DataFrame]],
+                   n_rows: int) -> IdentifierIndex:
+    hashes: list[np.ndarray] = []
+    for ids in slices():
+        hashes.extend(_hash(values) for _, _, values in _present(ids))
+    sizes = np.array([len(h) for h in hashes], dtype=np.int64)
+    _, first = np.unique(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64),
+                         return_index=True)
+    del hashes
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    part_of = np.searchsorted(offsets, first, side="right") - 1
+    kept: list[pl.DataFrame] = []
+    part = 0
+    for ids in slices():
+        for number, _, values in _present(ids):
+            local = first[part_of == part] - offsets[part]
+            if len(local):
+                kept.append(compact(pl.DataFrame({
+                    "pseudonym": values.gather(local),
+                    "column": pl.Series([ID_COLUMNS[number]] * len(local),
+                                        dtype=pl.Enum(list(ID_COLUMNS)))})))
+            part += 1
+    del first, part_of
+    schema: dict[str, pl.DataType] = {"pseudonym": pl.String(),
+                                      "column": pl.Enum(list(ID_COLUMNS))}
+    nodes = (pl.concat(kept) if kept else pl.DataFrame(schema=schema)).sort("pseudonym") \
+        .with_row_index("node").with_columns(pl.col("node").cast(pl.Int64))
+    del kept
+    codes = nodes.get_column("pseudonym")
+    node_hash = _hash(codes)
+    by_hash = np.argsort(node_hash, kind="stable")
+    sorted_hash = node_hash[by_hash]
+    del node_hash
+    row_node = np.full(n_rows, _NONE, dtype=np.int64)
+    pairs: list[pl.DataFrame] = []
+    for ids in slices():
+        matrix = np.full((ids.height, len(ID_COLUMNS)), _NONE, dtype=np.int64)
+        for number, where, values in _present(ids):
+            h = _hash(values)
+            at = np.searchsorted(sorted_hash, h).clip(max=max(len(sorted_hash) - 1, 0))
+            node = by_hash[at]
+            if len(h) and (sorted_hash[at] != h).any() or \
+                    not (codes.gather(node) == values).all():
+                raise _HashCollision
+            matrix[where, number] = node
+        least = matrix.min(axis=1)
+        row_node[ids.get_column("row").to_numpy()] = least
+        other = (matrix != _NONE) & (matrix != least[:, None])
+        if other.any():
+            pairs.append(pl.DataFrame({"node": matrix[other],
+                                       "first": np.broadcast_to(least[:, None],
+                                                                matrix.shape)[other]})
+                         .unique())
+    return _finish(n_rows, row_node, pairs, nodes)
+
+
+def _index_by_text(slices: Callable[[], Iterable[pl.DataFrame]],
+                   n_rows: int) -> IdentifierIndex:
+    parts = [compact(_long(ids).select("pseudonym", "column").unique()) for ids in slices()]
+    schema: dict[str, pl.DataType] = {"pseudonym": pl.String(),
+                                      "column": pl.Enum(list(ID_COLUMNS))}
+    nodes = (pl.concat(parts) if parts else pl.DataFrame(schema=schema)) \
+        .sort("pseudonym", "column").unique("pseudonym", keep="first", maintain_order=True) \
+        .with_row_index("node").with_columns(pl.col("node").cast(pl.Int64))
+    del parts
+    codes = nodes.select("pseudonym", "node")
+    row_node = np.full(n_rows, _NONE, dtype=np.int64)
+    pairs: list[pl.DataFrame] = []
+    for ids in slices():
+        edges = _long(ids).select("row", "pseudonym").join(codes, on="pseudonym") \
+            .select("row", "node")
+        first = edges.group_by("row").agg(pl.col("node").min().alias("first"))
+        row_node[first.get_column("row").to_numpy()] = first.get_column("first").to_numpy()
+        others = edges.join(first, on="row").filter(pl.col("node") != pl.col("first"))
+        if not others.is_empty():
+            pairs.append(others.select("node", "first").unique())
+    return _finish(n_rows, row_node, pairs, nodes)
+
+
+def _finish(n_rows: int, row_node: np.ndarray, pairs: list[pl.DataFrame],
+            nodes: pl.DataFrame) -> IdentifierIndex:
+    if n_rows and (row_node == _NONE).any():
         raise ValueError("a row without any identifier reached identity resolution")
-    nodes = long.filter(pl.col("first")).select("node", "pseudonym", "column")
-    return IdentifierIndex(n_rows=n_rows, edges=long.select("row", "node"), nodes=nodes)
+    pair_frame = pl.concat(pairs).unique() if pairs else pl.DataFrame(
+        schema={"node": pl.Int64, "first": pl.Int64})
+    return IdentifierIndex(n_rows=n_rows, row_node=row_node, pairs=pair_frame,
+                           nodes=nodes.select("node", "pseudonym", "column"))
+
+
+def index_identifiers(ids: pl.DataFrame | pl.LazyFrame | pd.DataFrame) -> IdentifierIndex:
+    """:func:`index_identifier_slices` of a frame held whole (columns ``ID_COLUMNS``)."""
+    frame = pl.from_pandas(ids[list(ID_COLUMNS)]) if isinstance(ids, pd.DataFrame) else ids
+    whole = frame.lazy().select(ID_COLUMNS).collect().with_row_index("row")
+    return index_identifier_slices(lambda: [whole], whole.height)
 
 
 def resolve(ids: pl.DataFrame | pd.DataFrame, known: pl.DataFrame | Mapping[str, str],
@@ -108,18 +271,17 @@ def resolve_index(index: IdentifierIndex, known: pl.DataFrame | Mapping[str, str
     known_code = person_code.get_column("code").to_numpy().astype(np.int64)
     n_persons = len(persons_sorted)
 
-    # Graph: row nodes after identifier nodes, person nodes after row nodes.
-    row_nodes = n_nodes + index.edges.get_column("row").to_numpy().astype(np.int64)
-    src = np.concatenate([row_nodes, known_node])
-    dst = np.concatenate([index.edges.get_column("node").to_numpy().astype(np.int64),
-                          n_nodes + n_rows + known_code])
-    del row_nodes, linked, person_code
-    total = n_nodes + n_rows + n_persons
+    # Graph: identifiers, then existing persons; rows follow their smallest identifier.
+    src = np.concatenate([index.pairs.get_column("node").to_numpy().astype(np.int64),
+                          known_node])
+    dst = np.concatenate([index.pairs.get_column("first").to_numpy().astype(np.int64),
+                          n_nodes + known_code])
+    del person_code
+    total = n_nodes + n_persons
     graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(total, total))
     _, labels = connected_components(graph, directed=False)
     del graph, src, dst
     node_comp = labels[:n_nodes]
-    row_comp = labels[n_nodes:n_nodes + n_rows]
 
     # Per component: the smallest existing person, else a new id keyed on the smallest node.
     comps, first_node = np.unique(node_comp, return_index=True)  # nodes sorted: first = min
@@ -145,23 +307,22 @@ def resolve_index(index: IdentifierIndex, known: pl.DataFrame | Mapping[str, str
                                           persons_sorted.gather(canonical[~fresh]))
     comp_person = comp_person.scatter(np.flatnonzero(fresh), pl.Series(fresh_ids))
 
-    node_person = comp_person.gather(comp_index)
-    row_person = comp_person.gather(np.searchsorted(comps, row_comp)) if n_rows else \
-        pl.Series("person_id", [], dtype=pl.String)
-    resolved = nodes.with_columns(node_person.alias("person_id"))
+    known_mask = np.zeros(n_nodes, dtype=bool)
+    known_mask[known_node] = True
+    resolved = nodes.select("pseudonym", "column", pl.Series("component", comp_index),
+                            pl.Series("known", known_mask))
     if known_links.is_empty():
-        new_links = resolved.select("pseudonym", _kind(), "person_id")
         repointed = pl.DataFrame(schema=LINKS_SCHEMA)
-    else:
-        stored = resolved.join(known_links.rename({"person_id": "stored"}), on="pseudonym",
-                               how="left")
-        new_links = (stored.filter(pl.col("stored").is_null())
-                     .select("pseudonym", _kind(), "person_id"))
-        repointed = stored.filter(pl.col("stored").is_not_null() &
-                                  (pl.col("stored") != pl.col("person_id"))) \
+    else:  # a stored link whose component now belongs to another person
+        stored = linked.select("node", pl.col("person_id").alias("stored"))
+        now = comp_person.gather(comp_index[stored.get_column("node").to_numpy()])
+        repointed = stored.with_columns(now.alias("person_id")) \
+            .filter(pl.col("stored") != pl.col("person_id")) \
+            .join(nodes.select("node", "pseudonym"), on="node") \
             .select("pseudonym", "person_id")
-    return Resolution(row_person=row_person.alias("person_id"), new_links=new_links,
-                      repointed=repointed, merges=merges,
+    row_component = comp_index[index.row_node] if n_rows else np.zeros(0, dtype=np.int64)
+    return Resolution(row_component=row_component, component_person=comp_person,
+                      nodes=resolved, repointed=repointed, merges=merges,
                       new_persons=pl.Series("person_id", fresh_ids).sort())
 
 

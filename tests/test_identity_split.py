@@ -49,14 +49,16 @@ def test_a_split_is_caught(isoloir_home: Path, monkeypatch: pytest.MonkeyPatch) 
     """Power: resolution that ignores e-mails and phones splits humans across tools."""
     from privacy import identity
 
-    real = identity.index_identifiers
+    real = identity.index_identifier_slices
 
-    def source_ids_only(ids):  # type: ignore[no-untyped-def]
-        frame = ids.collect() if isinstance(ids, pl.LazyFrame) else ids
-        return real(frame.with_columns(pl.lit(None, dtype=pl.String).alias(c)
-                                       for c in ("id_email", "id_phone", "id_phone2")))
+    def source_ids_only(slices, n_rows):  # type: ignore[no-untyped-def]
+        def blanked():  # type: ignore[no-untyped-def]
+            return (ids.with_columns(pl.lit(None, dtype=pl.String).alias(c)
+                                     for c in ("id_email", "id_phone", "id_phone2"))
+                    for ids in slices())
+        return real(blanked, n_rows)
 
-    monkeypatch.setattr("pipeline.ingest.index_identifiers", source_ids_only)
+    monkeypatch.setattr("pipeline.ingest.index_identifier_slices", source_ids_only)
     settings = load_settings()
     settings.ensure_dirs()
     broken = identity_check.measure_identity_split(settings, people=1500, seed=5)

@@ -139,11 +139,39 @@ def _indexes_to_rebuild(conn: Connection, table: Table, incoming: int) -> list[I
     is several times faster once the new rows outnumber the old. DDL is transactional on
     SQLite and PostgreSQL, so a failed load restores the indexes with everything else.
     """
-    if incoming < REBUILD_INDEXES_FROM or not table.indexes:
+    if incoming < REBUILD_INDEXES_FROM or not table.indexes or \
+            table.name in conn.info.get(_DEFERRED, ()):
         return []
     held = conn.execute(select(func.count()).select_from(
         select(literal(1)).select_from(table).limit(incoming).subquery())).scalar_one()
     return sorted(table.indexes, key=lambda i: str(i.name)) if held < incoming else []
+
+
+_DEFERRED = "isoloir_deferred_indexes"  # conn.info: tables whose indexes a load rebuilds
+
+
+@contextmanager
+def indexes_deferred(conn: Connection, tables: Sequence[Table], incoming: int
+                     ) -> Iterator[None]:
+    """Drop the secondary indexes of ``tables`` around a load written in several inserts,
+    and build them once at the end, when ``incoming`` rows make that worth it (see
+    :func:`_indexes_to_rebuild`). Inside, :func:`bulk_insert` leaves those indexes alone.
+    """
+    rebuilt = [(t, _indexes_to_rebuild(conn, t, incoming)) for t in tables]
+    deferred = conn.info.setdefault(_DEFERRED, set())
+    for table, indexes in rebuilt:
+        for index in indexes:
+            index.drop(conn)
+        if indexes:
+            deferred.add(table.name)
+    try:
+        yield
+    finally:
+        for table, _ in rebuilt:
+            deferred.discard(table.name)
+    for _, indexes in rebuilt:  # not after an error: the transaction rolls the drop back
+        for index in indexes:
+            index.create(conn)
 
 
 def apply_merges(conn: Connection, merges: Mapping[str, str]) -> int:
@@ -166,11 +194,17 @@ def apply_merges(conn: Connection, merges: Mapping[str, str]) -> int:
     return len(merges)
 
 
-def upsert_links(conn: Connection, new_links: pl.DataFrame, repointed: pl.DataFrame,
-                 file_sha: str) -> None:
-    """Insert new identifier links (sorted by pseudonym); repoint the known ones that moved."""
-    bulk_insert(conn, identifier_links, new_links, constants={"file_sha256": file_sha},
-                presorted=True)
+def upsert_links(conn: Connection, new_links: pl.DataFrame | Iterable[pl.DataFrame],
+                 repointed: pl.DataFrame, file_sha: str, *, incoming: int | None = None
+                 ) -> None:
+    """Insert new identifier links (sorted by pseudonym; a frame, or batches of ``incoming``
+    rows in all); repoint the known ones that moved."""
+    batches = [new_links] if isinstance(new_links, pl.DataFrame) else new_links
+    total = new_links.height if isinstance(new_links, pl.DataFrame) else (incoming or 0)
+    with indexes_deferred(conn, [identifier_links], total):
+        for batch in batches:
+            bulk_insert(conn, identifier_links, batch, constants={"file_sha256": file_sha},
+                        presorted=True)
     if not repointed.is_empty():
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         mark = "%s" if conn.dialect.name == "postgresql" else "?"
@@ -248,7 +282,12 @@ def lookup(conn: Connection, table: Table, key: str, columns: Sequence[str],
     wanted = ", ".join(f"l.{c}" for c in (key, *columns))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     postgres = conn.dialect.name == "postgresql"
-    rows: list[tuple[Any, ...]] = []
+    found: list[pl.DataFrame] = []
+
+    def take(rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            found.append(pl.DataFrame(rows, schema=schema, orient="row"))
+
     try:
         if len(values) < _JOIN_LOOKUP_FROM:
             batch_values = values.to_list()
@@ -261,27 +300,29 @@ def lookup(conn: Connection, table: Table, key: str, columns: Sequence[str],
                     marks = ",".join("?" * len(batch))
                     cursor.execute(f"SELECT {wanted} FROM {table.name} l "
                                    f"WHERE l.{key} IN ({marks})", batch)
-                rows.extend(cursor.fetchall())
-        else:  # one join against a temporary table of the keys
+                take(cursor.fetchall())
+        else:  # one join against a temporary table of the keys, sent and read in batches
             if postgres:
                 cursor.execute("CREATE TEMPORARY TABLE isoloir_lookup (k text) ON COMMIT DROP")
                 with cursor.copy("COPY isoloir_lookup (k) FROM STDIN") as copy:
-                    copy.write("\n".join(values.to_list()) + "\n")
+                    for start in range(0, len(values), _BATCH_ROWS):
+                        copy.write("\n".join(values.slice(start, _BATCH_ROWS).to_list())
+                                   + "\n")
             else:
                 cursor.execute("DROP TABLE IF EXISTS temp.isoloir_lookup")
                 cursor.execute("CREATE TEMP TABLE isoloir_lookup (k TEXT PRIMARY KEY) "
                                "WITHOUT ROWID")
-                cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
-                                   ((v,) for v in values.to_list()))
+                for start in range(0, len(values), _BATCH_ROWS):
+                    cursor.executemany("INSERT INTO isoloir_lookup VALUES (?)",
+                                       ((v,) for v in values.slice(start, _BATCH_ROWS)))
             cursor.execute(f"SELECT {wanted} FROM isoloir_lookup t "
                            f"JOIN {table.name} l ON l.{key} = t.k")
-            rows = cursor.fetchall()
+            while rows := cursor.fetchmany(_BATCH_ROWS):
+                take(rows)
             cursor.execute("DROP TABLE isoloir_lookup")
     finally:
         cursor.close()
-    if not rows:
-        return empty
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.concat(found) if found else empty
 
 
 def delete_keys(conn: Connection, table: Table, key: str, keys: Iterable[str]) -> int:
@@ -375,6 +416,9 @@ def missing_keys(conn: Connection, table: Table, keys: pl.DataFrame) -> pl.Serie
     """
     if keys.is_empty():
         return pl.Series("row", [], dtype=pl.UInt32)
+    # Probed in key order, the index on raw_key is walked once from end to end instead of
+    # at random (SQLite: several times faster once the index outgrows its page cache).
+    keys = keys.select("key", "row").sort("key")
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     postgres = conn.dialect.name == "postgresql"
     found: list[np.ndarray] = []
