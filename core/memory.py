@@ -24,11 +24,22 @@ from collections.abc import MutableMapping
 JEMALLOC_ENV = "_RJEM_MALLOC_CONF"
 #: Return freed pages at once.
 JEMALLOC_CONF = "dirty_decay_ms:0,muzzy_decay_ms:0"
+_OURS = frozenset(JEMALLOC_CONF.split(","))
+#: What Polars puts in front of the variable when it loads (Polars 1.x).
+_POLARS_DEFAULTS = frozenset({"dirty_decay_ms:500", "muzzy_decay_ms:-1"})
 
 
 def return_freed_memory(environ: MutableMapping[str, str] | None = None) -> bool:
     """Set :data:`JEMALLOC_CONF` unless the operator set their own; ``True`` when this
-    process will use it (``False`` once Polars is loaded: too late for this process)."""
+    process will use it (``False`` once Polars is loaded: too late for this process).
+
+    A value holding nothing but Polars' own defaults is not the operator's: Polars writes
+    it into the environment when it loads, so every process started by one that loaded
+    Polars (a benchmark, an Airflow worker) inherits it.
+    """
     env = os.environ if environ is None else environ
-    env.setdefault(JEMALLOC_ENV, JEMALLOC_CONF)
-    return "polars" not in sys.modules and env[JEMALLOC_ENV] == JEMALLOC_CONF
+    options = [o for o in env.get(JEMALLOC_ENV, "").split(",") if o]
+    own = [o for o in options if o not in _POLARS_DEFAULTS and o not in _OURS]
+    if not own:
+        env[JEMALLOC_ENV] = JEMALLOC_CONF
+    return "polars" not in sys.modules and not own

@@ -62,3 +62,21 @@ def test_merging_three_existing_persons_keeps_the_smallest_and_row_order_is_kept
     assert rows[0] == rows[2] == rows[3] == a and rows[1] not in (a, b, c)
     assert later.merges == {b: a, c: a}
     assert later.new_persons.to_list() == [rows[1]]
+
+
+def test_a_hash_collision_falls_back_to_the_exact_index(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Distinct pseudonyms are found from 64-bit hashes; should two share one, the file is
+    indexed again from the text, with the same result."""
+    import numpy as np
+
+    from privacy import identity
+
+    rows = [(f"nb:{i % 40}", f"e{i % 13}" if i % 3 else None, f"p{i % 29}" if i % 5 else None,
+             None) for i in range(200)]
+    honest = resolve(frame(rows), {}, PERSON_KEYS)
+    colliding = lambda values: (values.hash() % 7).to_numpy()  # noqa: E731
+    monkeypatch.setattr(identity, "_hash", colliding)
+    fallback = resolve(frame(rows), {}, PERSON_KEYS)
+    assert fallback.row_person.to_list() == honest.row_person.to_list()
+    assert fallback.new_links.sort("pseudonym").equals(honest.new_links.sort("pseudonym"))
+    assert np.array_equal(np.unique(fallback.row_component), np.unique(honest.row_component))

@@ -30,6 +30,9 @@ def test_entry_points_set_it_before_polars_loads(module: str) -> None:
 def test_an_operators_own_setting_is_kept_and_late_calls_say_so() -> None:
     env = {JEMALLOC_ENV: "narenas:2"}
     assert return_freed_memory(env) is False and env[JEMALLOC_ENV] == "narenas:2"
+    inherited = {JEMALLOC_ENV: "dirty_decay_ms:500,muzzy_decay_ms:-1"}  # from a Polars parent
+    return_freed_memory(inherited)
+    assert inherited == {JEMALLOC_ENV: JEMALLOC_CONF}
     fresh: dict[str, str] = {}
     return_freed_memory(fresh)
     assert fresh == {JEMALLOC_ENV: JEMALLOC_CONF}
