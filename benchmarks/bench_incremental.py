@@ -9,7 +9,7 @@ the same key, on SQLite and PostgreSQL. Prints wall times, the day 2 / day 1 rat
 rows it wrote (target <= 1.5x; see bench_ingest.py).
 
 Usage: python benchmarks/bench_incremental.py [--people N] [--contacts-per-person X]
-       [--skip-postgres] [--data DIR]
+       [--skip-postgres] [--skip-sqlite] [--data DIR]
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--contacts-per-person", type=float, default=9.0,
                         help="mean attempts per canvassed person (9 gives ~5 VAN rows/person)")
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--data", help="keep the generated exports in this folder and reuse "
                         "them on the next run with the same folder (generation takes minutes "
                         "at 1 M people)")
@@ -154,7 +155,7 @@ def main() -> None:
         rows = {f: _lines(day1 / f) for f in FILES}
         print(f"day 1: {rows[FILES[0]]:,} people rows, {rows[FILES[1]]:,} VAN history rows"
               + (f" (kept in {data})" if args.data else ""))
-        targets = [("SQLite", f"sqlite:///{Path(tmp) / 'warehouse.db'}")]
+        targets = [] if args.skip_sqlite else [("SQLite", f"sqlite:///{Path(tmp) / 'warehouse.db'}")]
         schema = None
         if not args.skip_postgres:
             schema = fresh_pg_schema()

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy import Connection, Table
 
-from core.frames import compact
+from core.frames import compact, repeated
 from pipeline import unchanged
 from pipeline.staged import StagedFile
 from privacy.pseudonymize import (
@@ -261,22 +261,10 @@ def number_rows(conn: Connection, staged: StagedFile, kind: str, late: pl.Series
 
 
 def _repeated(hashes: list[np.ndarray], rows: list[np.ndarray] | None) -> np.ndarray:
-    """Rows (numbers from ``rows``, else positions) whose hash occurs more than once.
-
-    By sorting, not a hash table: millions of 64-bit values cost a few arrays of that size.
-    """
+    """Rows (numbers from ``rows``, else positions) whose hash occurs more than once."""
     if not hashes:
         return np.zeros(0, dtype=np.int64)
-    values = np.concatenate(hashes)
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    del values
-    same = ordered[1:] == ordered[:-1]
-    del ordered
-    repeated = np.zeros(len(order), dtype=bool)
-    repeated[1:] |= same
-    repeated[:-1] |= same
-    where = np.sort(order[repeated])
+    where = repeated(np.concatenate(hashes))
     return np.concatenate(rows)[where].astype(np.int64) if rows is not None else where
 
 

@@ -48,7 +48,7 @@ from privacy.pseudonymize import (
     UPDATED_AT,
 )
 from warehouse import store
-from warehouse.schema import ingested_files, people_rows
+from warehouse.schema import ingested_files, people_rows, persons
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +353,7 @@ def _write_slices(conn: Connection, staged: StagedFile, prepared: PreparedFile,
     new_component = resolution.component_person.is_in(fresh.implode()).to_numpy()
     inserted = np.zeros(len(new_component), dtype=bool)
     written = 0
+    several = len(keep) > staged.slice_rows
     wanted = [c for c in staged.columns if "__k" not in c and
               (c not in ID_COLUMNS or (people and c == "id_source"))]
     with store.indexes_deferred(conn, [table], len(keep)):
@@ -381,6 +382,10 @@ def _write_slices(conn: Connection, staged: StagedFile, prepared: PreparedFile,
                 store.bulk_insert(conn, table, rows.rename({"id": changes.EVENT_TABLES[kind][1]}),
                                   constants={"source": prepared.source,
                                              "file_sha256": prepared.sha256})
+            # The next slice looks rows up by key in what this one wrote: without fresh
+            # statistics PostgreSQL plans those lookups for the empty tables it last saw.
+            if several:
+                store.refresh_statistics(conn, [persons, people_rows] if people else [persons])
     return written
 
 

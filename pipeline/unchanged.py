@@ -30,10 +30,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, Table
 
 from core.errors import IsoloirError
+from core.frames import compact, repeated
 from pipeline.staging import StageJob, hash_chunk, hash_path, run_chunks, selection_path
 from privacy.pseudonymize import RAW_HASH
 from transforms.read import ReadPlan
@@ -98,8 +102,11 @@ def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int,
 
     Writes ``work/<name>.select/process-<k>.parquet`` (rows of chunk ``k`` to process, with
     their hash and occurrence) and ``work/<name>.skipped.parquet`` (the skipped rows' raw keys).
+    Chunk by chunk: across chunks only a 64-bit hash per record is held (to find the
+    records repeated in the file, whose occurrence numbers need the whole file).
     """
-    table, _ = RAW_KEY_TABLES[job.plan.profile.kind]
+    kind = job.plan.profile.kind
+    table, _ = RAW_KEY_TABLES[kind]
     with engine.connect() as conn:
         marker = store.change_marker(conn)
         if job.raw_context is None or not store.holds_raw_keys(conn, table):
@@ -110,39 +117,82 @@ def find_unchanged(job: StageJob, engine: Engine, work: Path, *, processes: int,
     skipped_path = work / f"{job.parts_dir.name}.skipped.parquet"
     try:
         sizes = list(run_chunks(job, hash_chunk, processes=processes, pool=pool))
-        parts = [pl.scan_parquet(hash_path(job.parts_dir, k))
-                 .with_columns(pl.lit(k, pl.UInt32).alias("chunk"),
-                               pl.int_range(pl.len(), dtype=pl.UInt32).alias("i"))
-                 for k in range(chunks)]
-        keyed = (raw_keys(pl.concat(parts), job.plan.profile.kind)
-                 .with_row_index("row").select("row", "chunk", "i", "key", "occurrence")
-                 .collect())
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+        def chunk_keys(k: int, occurrences: pl.DataFrame) -> pl.DataFrame:
+            """``record, i, key, occurrence`` of chunk ``k`` (record: number in the file)."""
+            hashes = pl.read_parquet(hash_path(job.parts_dir, k)).with_row_index("i") \
+                .with_columns((pl.col("i").cast(pl.Int64) + int(starts[k])).alias("record"))
+            if kind == "people":
+                return hashes.select("record", "i", pl.col(RAW_HASH).alias("key"),
+                                     pl.lit(None, pl.Int64).alias("occurrence"))
+            hashes = hashes.join(occurrences, on="record", how="left", maintain_order="left") \
+                .with_columns(pl.col("occurrence").fill_null(1))
+            return hashes.select("record", "i", pl.concat_str(
+                [pl.col(RAW_HASH), pl.lit("."), pl.col("occurrence").cast(pl.String)])
+                .alias("key"), "occurrence")
+
+        occurrences = pl.DataFrame(schema={"record": pl.Int64, "occurrence": pl.Int64})
+        if kind != "people":
+            occurrences = _occurrences(job.parts_dir, chunks, starts)
         with engine.connect() as conn, conn.begin():
-            missing = store.missing_keys(conn, table, keyed.select("key", "row"))
-        process = keyed.with_columns(pl.col("row").is_in(missing.implode()).alias("process"))
-        del keyed
-        process.filter(~pl.col("process")).select(pl.col("key").alias("raw_key")) \
-            .write_parquet(skipped_path)
-        skipped_path.chmod(0o600)
+            missing = store.missing_keys(conn, table, (
+                chunk_keys(k, occurrences).select("key", pl.col("record").alias("row"))
+                for k in range(chunks)))
+        process_records = missing.cast(pl.Int64).implode()
         selection_dir.mkdir(mode=0o700, exist_ok=True)
-        chosen = process.filter(pl.col("process")).select(
-            "chunk", "i", "occurrence", pl.col("key").str.split(".").list.first().alias(RAW_HASH))
-        del process
-        for k in range(chunks):
-            part = selection_path(selection_dir, k)
-            chosen.filter(pl.col("chunk") == k).select("i", "occurrence", RAW_HASH) \
-                .write_parquet(part)
-            part.chmod(0o600)
+        chosen = 0
+        with pq.ParquetWriter(skipped_path, pa.schema([("raw_key", pa.string())])) as skipped:
+            for k in range(chunks):
+                keyed = chunk_keys(k, occurrences).with_columns(
+                    pl.col("record").is_in(process_records).alias("process"))
+                skipped.write_table(keyed.filter(~pl.col("process"))
+                                    .select(pl.col("key").alias("raw_key"))
+                                    .to_arrow(compat_level=pl.CompatLevel.oldest())
+                                    .cast(pa.schema([("raw_key", pa.string())])))
+                part = selection_path(selection_dir, k)
+                picked = keyed.filter(pl.col("process"))
+                picked.select(pl.col("i").cast(pl.UInt32), "occurrence",
+                              pl.col("key").str.split(".").list.first().alias(RAW_HASH)) \
+                    .write_parquet(part)
+                part.chmod(0o600)
+                chosen += picked.height
+        skipped_path.chmod(0o600)
     except BaseException:
         shutil.rmtree(selection_dir, ignore_errors=True)
         skipped_path.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(job.parts_dir, ignore_errors=True)
-    skipped = sum(sizes) - chosen.height
+    skipped = sum(sizes) - chosen
     log.info("%s: %d of %d records unchanged since they were loaded (skipped)",
              job.plan.path.name, skipped, sum(sizes))
     return Skip(skipped, selection_dir, skipped_path, marker)
+
+
+def _occurrences(parts_dir: Path, chunks: int, starts: np.ndarray) -> pl.DataFrame:
+    """``record, occurrence`` of the records repeated in the file (the others are 1st).
+
+    Found from a 64-bit hash per record; only the candidates are numbered from their keys,
+    in file order (a hash collision only adds a candidate, numbered 1 like any unique key).
+    """
+    hashes = [pl.read_parquet(hash_path(parts_dir, k)).get_column(RAW_HASH).hash().to_numpy()
+              for k in range(chunks)]
+    candidates = repeated(np.concatenate(hashes)) if hashes else np.zeros(0, np.int64)
+    del hashes
+    if not len(candidates):
+        return pl.DataFrame(schema={"record": pl.Int64, "occurrence": pl.Int64})
+    held = []
+    for k in range(chunks):
+        lo, hi = np.searchsorted(candidates, [starts[k], starts[k + 1]])
+        if lo == hi:
+            continue
+        local = (candidates[lo:hi] - starts[k]).astype(np.int64)
+        held.append(compact(pl.read_parquet(hash_path(parts_dir, k)).select(RAW_HASH)
+                            [local].with_columns(pl.Series("record", candidates[lo:hi]))))
+    return pl.concat(held).select(
+        "record", pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(RAW_HASH)
+        .alias("occurrence"))
 
 
 def recheck(conn: Connection, kind: str, skipped_path: str, marker: str) -> None:

@@ -174,6 +174,14 @@ def indexes_deferred(conn: Connection, tables: Sequence[Table], incoming: int
             index.create(conn)
 
 
+def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
+    """PostgreSQL: ``ANALYZE`` tables a load is filling (a sample, cheap), so that lookups
+    later in the same transaction use their keys' index instead of scanning them."""
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+
+
 def apply_merges(conn: Connection, merges: Mapping[str, str]) -> int:
     """Fold merged persons into their canonical id everywhere, keeping the canonical row's values."""
     if not merges:
@@ -406,19 +414,22 @@ def change_marker(conn: Connection) -> str:
     return f"{files[0]}/{files[1]}/{listed}/{erased}"
 
 
-def missing_keys(conn: Connection, table: Table, keys: pl.DataFrame) -> pl.Series:
-    """The ``row`` of each ``key`` (columns of ``keys``) that no row of ``table`` holds as
-    ``raw_key``, sorted.
+def missing_keys(conn: Connection, table: Table,
+                 keys: pl.DataFrame | Iterable[pl.DataFrame]) -> pl.Series:
+    """The ``row`` of each ``key`` (columns of ``keys``, a frame or batches of them) that
+    no row of ``table`` holds as ``raw_key``, sorted.
 
     One temporary table (COPY on PostgreSQL, batched inserts on SQLite) and one anti-join
     on the indexed ``raw_key``: millions of keys cost one pass, not millions of queries.
     Only the misses come back, a re-export's few new or changed records.
     """
-    if keys.is_empty():
-        return pl.Series("row", [], dtype=pl.UInt32)
-    # Probed in key order, the index on raw_key is walked once from end to end instead of
-    # at random (SQLite: several times faster once the index outgrows its page cache).
-    keys = keys.select("key", "row").sort("key")
+    if isinstance(keys, pl.DataFrame):
+        if keys.is_empty():
+            return pl.Series("row", [], dtype=pl.UInt32)
+        keys = [keys]
+    # Probed in key order (each batch sorted), the index on raw_key is walked in runs
+    # instead of at random (SQLite: faster once the index outgrows its page cache).
+    batches = (b.select("key", "row").sort("key") for b in keys)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     postgres = conn.dialect.name == "postgresql"
     found: list[np.ndarray] = []
@@ -427,14 +438,17 @@ def missing_keys(conn: Connection, table: Table, keys: pl.DataFrame) -> pl.Serie
             cursor.execute("CREATE TEMPORARY TABLE isoloir_raw_keys (k text, r bigint) "
                            "ON COMMIT DROP")
             with cursor.copy("COPY isoloir_raw_keys (k, r) FROM STDIN (FORMAT csv)") as copy:
-                for batch in keys.select("key", "row").iter_slices(_BATCH_ROWS):
-                    copy.write(batch.write_csv(include_header=False))
+                for frame in batches:
+                    for batch in frame.iter_slices(_BATCH_ROWS):
+                        copy.write(batch.write_csv(include_header=False))
             cursor.execute("ANALYZE isoloir_raw_keys")
         else:
             cursor.execute("DROP TABLE IF EXISTS temp.isoloir_raw_keys")
             cursor.execute("CREATE TEMP TABLE isoloir_raw_keys (k TEXT, r INTEGER)")
-            for batch in keys.select("key", "row").iter_slices(_BATCH_ROWS):
-                cursor.executemany("INSERT INTO isoloir_raw_keys VALUES (?, ?)", batch.rows())
+            for frame in batches:
+                for batch in frame.iter_slices(_BATCH_ROWS):
+                    cursor.executemany("INSERT INTO isoloir_raw_keys VALUES (?, ?)",
+                                       batch.rows())
         cursor.execute(f"SELECT t.r FROM isoloir_raw_keys t WHERE NOT EXISTS "  # noqa: S608
                        f"(SELECT 1 FROM {table.name} l WHERE l.raw_key = t.k)")
         while rows := cursor.fetchmany(_BATCH_ROWS):
