@@ -227,12 +227,11 @@ def number_rows(conn: Connection, staged: StagedFile, kind: str, late: pl.Series
             claims = unchanged.claimed(conn, kind, pl.concat(keys).get_column(EVENT_KEY)
                                        .unique(), skipped_path)
     claimed_keys = claims.get_column("event_key").unique().implode()
-    active, event_hash, event_rows, claimed_rows, raw_hash = [], [], [], [], []
+    active, event_hash, claimed_rows, raw_hash = [], [], [], []
     for frame in staged.slices([WITHDRAWN, EVENT_KEY, RAW_HASH] if events else [WITHDRAWN]):
         loaded = frame.filter(~pl.col(WITHDRAWN) & ~pl.col("row").is_in(late_rows))
         active.append(loaded.get_column("row").to_numpy())
         if events:
-            event_rows.append(loaded.get_column("row").to_numpy())
             event_hash.append(loaded.get_column(EVENT_KEY).hash().to_numpy())
             claimed_rows.append(loaded.filter(pl.col(EVENT_KEY).is_in(claimed_keys))
                                 .get_column("row").to_numpy())
@@ -240,7 +239,7 @@ def number_rows(conn: Connection, staged: StagedFile, kind: str, late: pl.Series
             raw_hash.append(frame.get_column(RAW_HASH).hash().to_numpy())
     rows = np.concatenate(active).astype(np.uint32) if active else np.zeros(0, np.uint32)
     raw_candidates = _repeated(raw_hash, None)
-    event_candidates = np.union1d(_repeated(event_hash, event_rows),
+    event_candidates = np.union1d(_repeated(event_hash, active),
                                   np.concatenate(claimed_rows) if claimed_rows else [])
     raw = pl.DataFrame(schema={"row": pl.UInt32, "raw_occurrence": pl.Int64})
     ids = pl.DataFrame(schema={"row": pl.UInt32, "id": pl.String})

@@ -54,8 +54,3 @@ class StagedFile:
             if rows is not None:
                 frame = frame.filter(pl.col("row").is_in(pl.Series(rows[lo:hi]).implode()))
             yield frame
-
-    def column(self, name: str) -> pl.Series:
-        """One narrow column of the whole file (a flag, a small integer)."""
-        parts = [f.get_column(name) for f in self.slices([name])]
-        return pl.concat(parts) if parts else pl.Series(name, [])

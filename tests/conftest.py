@@ -13,9 +13,15 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from core.settings import Settings
 
 # Property tests explore at random on a developer's machine (new counter-examples get found
 # and pinned with @example); CI replays a fixed derivation, so main never flips on a draw.
@@ -71,3 +77,26 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(raw, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def settings(isoloir_home: Path) -> Settings:
+    """The settings of the isolated home, its zones created."""
+    from core.settings import load_settings
+
+    loaded = load_settings()
+    loaded.ensure_dirs()
+    return loaded
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse(request: pytest.FixtureRequest, isoloir_home: Path) -> Iterator[Engine]:
+    """An empty warehouse, once on SQLite and once on PostgreSQL, schema created."""
+    from warehouse.db import ensure_schema, make_engine
+
+    url = f"sqlite:///{isoloir_home / 'warehouse.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,13 +17,13 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from cli.main import app
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from pipeline.ingest import LoadResult, ingest_file
 from privacy.keys import Keyring
 from privacy.pseudonymize import PURPOSE_IDENTITY
 from tests.helpers.reexport import read_rows, reexport, rows_with, write_rows
 from transforms.synth import SynthConfig, generate_campaign
-from warehouse.db import ensure_schema, make_engine
+from warehouse.db import ensure_schema
 from warehouse.schema import contacts, donations, identifier_links, objections, persons
 
 SEED = 5
@@ -38,21 +37,6 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def warehouse(request: pytest.FixtureRequest, isoloir_home: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{isoloir_home / 'warehouse.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def settings(isoloir_home: Path) -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 RING = Keyring.from_bytes({1: secrets.token_bytes(32)})

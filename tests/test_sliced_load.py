@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from pipeline import changes, staged
 from pipeline.ingest import ingest_file
 from pipeline.staged import StagedFile
@@ -49,12 +49,6 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_campaign(SynthConfig(people=600, seed=8), out)
     return out
 
-
-@pytest.fixture
-def settings(isoloir_home: Path) -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 def _days(campaign: Path, out: Path) -> list[list[Path]]:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, func, select
 
-from core.settings import Settings, load_settings
+from core.settings import Settings
 from pipeline.ingest import LoadResult, PreparedFile, ingest_file, load_prepared, prepare_file
 from pipeline.unchanged import StaleStagingError
 from privacy.keys import Keyring
@@ -35,21 +34,6 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def warehouse(request: pytest.FixtureRequest, isoloir_home: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{isoloir_home / 'warehouse.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("pg_url")
-    engine = make_engine(url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def settings(isoloir_home: Path) -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 def _count(engine: Engine, table) -> int:  # type: ignore[no-untyped-def]
